@@ -1,0 +1,52 @@
+"""The description of one API operation, as generated from openapi.yaml into ``operations.py``.
+
+The app binds routes, checks credentials and validates input from these descriptors, so that no
+spec walking happens while a request is served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One (method, path) of the contract."""
+
+    operation_id: str
+    method: str
+    #: The OpenAPI path template, e.g. ``/v1/conversations/{conversation_id}``.
+    path: str
+    #: True when a credential is required (the operation has a non-empty security requirement).
+    secured: bool
+    #: True for operations marked ``x-planned``: in the contract, not served yet (they answer 501).
+    planned: bool
+    #: Path, query and cookie parameters together, validated in one model; None without parameters.
+    params_model: type[BaseModel] | None
+    path_params: tuple[str, ...]
+    query_params: tuple[str, ...]
+    #: Query parameters that are arrays (``include[]=a&include[]=b``).
+    array_query_params: frozenset[str]
+    cookie_params: tuple[str, ...]
+    #: Path parameters whose value may contain ``/`` (``x-allow-slashes``), routed greedily.
+    slash_params: frozenset[str]
+    #: The JSON request body model, or None when the operation takes no body.
+    body_model: type[BaseModel] | None
+    body_required: bool
+
+    @property
+    def handler_name(self) -> str:
+        """The snake_case name of the handler function: ``createChatCompletion`` -> ``create_chat_completion``."""
+        return snake_case(self.operation_id)
+
+
+def snake_case(camel: str) -> str:
+    """``getOpenApiDocument`` -> ``get_open_api_document``."""
+    out = []
+    for index, char in enumerate(camel):
+        if char.isupper() and index:
+            out.append("_")
+        out.append(char.lower())
+    return "".join(out)
