@@ -1,0 +1,72 @@
+"""Who is calling: credentials as presented, the principal they prove, and the authenticator seam."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from llm_api.errors import Unauthorized
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A credential exactly as presented: a bearer token (JWT or ``sk_`` key) or an ``X-API-Key`` value."""
+
+    scheme: Literal["bearer", "api_key"]
+    value: str
+
+    def __repr__(self) -> str:  # never let a secret reach a log line through repr()
+        return f"Credentials(scheme={self.scheme!r}, value=<{len(self.value)} chars>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    user_id: str
+    subject: str
+    issuer: str
+    auth_method: Literal["jwt", "apikey"]
+    username: str | None = None
+    email: str | None = None
+    name: str | None = None
+    roles: tuple[str, ...] = ()
+    is_guest: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return any(role.lower() == "admin" for role in self.roles)
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, credentials: Credentials) -> Principal:
+        """The principal the credentials prove; raise Unauthorized otherwise."""
+
+
+class RejectAll:
+    """The authenticator until identity is configured: no credential is accepted."""
+
+    async def authenticate(self, credentials: Credentials) -> Principal:
+        raise Unauthorized("The credentials could not be verified.", code="invalid_credentials")
+
+
+def extract_credentials(headers: Mapping[str, str]) -> Credentials | None:
+    """The credential a request presents: ``Authorization: Bearer ...`` first, else ``X-API-Key``.
+
+    A malformed Authorization header is refused rather than ignored, so that a typo never silently
+    falls back to another credential.
+    """
+    authorization = headers.get("Authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized(
+                "The Authorization header must be 'Bearer <token>'.", code="invalid_authorization_header"
+            )
+        return Credentials("bearer", token)
+    api_key = headers.get("X-API-Key")
+    if api_key is not None and api_key.strip():
+        return Credentials("api_key", api_key.strip())
+    return None

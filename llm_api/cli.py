@@ -1,0 +1,96 @@
+"""``llm-api serve`` and ``llm-api migrate``.
+
+The CLI is the only place that reads the process environment and owns process-level concerns:
+logging set-up, signals, and the embedded PostgreSQL used when no database is configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+
+from llm_api.build_info import build_info, package_version
+from llm_api.config import Settings, SettingsError
+from llm_api.db.lifecycle import DatabaseStartupError
+from llm_api.db.migrate import MigrationError, migrate
+from llm_api.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, find_pg_bindir
+from llm_api.observability.logging import configure_logging
+from llm_api.server.routing import RoutingError
+
+log = logging.getLogger("llm_api")
+
+# Failures that stop start-up with a one-line message rather than a traceback.
+_STARTUP_ERRORS = (EmbeddedPostgresError, DatabaseStartupError, MigrationError, RoutingError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as error:
+        print(f"llm-api: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    if args.command == "serve" and args.port is not None:
+        settings = settings.model_copy(update={"http_port": args.port})
+    if args.command == "serve" and args.host is not None:
+        settings = settings.model_copy(update={"http_host": args.host})
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        with _database(settings) as dsn:
+            settings = settings.model_copy(update={"db_dsn": dsn})
+            return _serve(settings) if args.command == "serve" else _migrate(settings)
+    except _STARTUP_ERRORS as error:
+        print(f"llm-api: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-api", description="An OpenAI-compatible LLM gateway.")
+    parser.add_argument("--version", action="version", version=f"llm-api {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP service (HTTP_HOST, HTTP_PORT)")
+    serve.add_argument("--host", help="overrides HTTP_HOST")
+    serve.add_argument("--port", type=int, help="overrides HTTP_PORT")
+    commands.add_parser("migrate", help="apply pending database migrations and exit")
+    return parser
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[str]:
+    """The configured DSN, or an embedded PostgreSQL in LLM_API_DATA_DIR for as long as the block runs."""
+    if settings.db_dsn:
+        yield settings.db_dsn
+        return
+    data_dir = settings.data_dir.resolve()
+    log.info("DB_POSTGRESQL_WRITE_DSN is not set: using an embedded PostgreSQL in %s", data_dir)
+    with EmbeddedPostgres(data_dir, bindir=find_pg_bindir(os.environ)) as dsn:
+        yield dsn
+
+
+def _serve(settings: Settings) -> int:
+    from llm_api.app import create_app  # imported late: `llm-api migrate` does not need the web app
+
+    address = f"http://{settings.http_host}:{settings.http_port}"
+    web.run_app(
+        create_app(settings), host=settings.http_host, port=settings.http_port,
+        access_log=None,  # our access-log middleware writes one line per request
+        print=lambda _: log.info("llm-api %s listening on %s", build_info(settings).version, address),
+    )
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    applied = asyncio.run(migrate(settings.db_dsn))
+    if applied:
+        for migration in applied:
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+    else:
+        log.info("the database schema is up to date")
+    return 0

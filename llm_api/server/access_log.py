@@ -1,0 +1,48 @@
+"""One log line per request: method, route, status, duration and request id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+
+from llm_api.app_keys import REQUEST_ID
+from llm_api.server.operations import route_template
+
+log = logging.getLogger("llm_api.access")
+
+# Status logged when the client went away before an answer was complete (nginx's convention).
+CLIENT_CLOSED = 499
+NOT_IMPLEMENTED = 501
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler):
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        level = _level(status)
+        log.log(
+            level, "%s %s %d %.2fms", request.method, request.path, status, duration_ms,
+            extra={
+                "request_id": request.get(REQUEST_ID), "method": request.method,
+                "route": route_template(request), "status": status, "duration_ms": duration_ms,
+            },
+        )
+
+
+def _level(status: int) -> int:
+    # 501 marks a planned operation and 499 a client that left: neither is the server failing.
+    if status >= 500 and status != NOT_IMPLEMENTED:
+        return logging.ERROR
+    return logging.WARNING if status >= 400 else logging.INFO

@@ -1,0 +1,111 @@
+"""Typed, validated input for every operation, from the generated models (the hot path).
+
+Parameters (path, query, cookie) are validated together in the operation's ``...Params`` model;
+a JSON body in its request model, in strict mode (no coercion: ``"5"`` is not an integer), as
+JSON Schema reads the spec. In strict contract mode openapi-core then re-checks what was accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from llm_api.app_keys import OPERATION_INPUT, STRICT_CONTRACT
+from llm_api.contract.input_errors import invalid_input
+from llm_api.contract.strict import contract_request
+from llm_api.errors import InvalidRequest
+from llm_api.schemas.operation import Operation
+from llm_api.server.operations import operation_of
+
+_JSON_TYPES = ("application/json",)
+
+
+@dataclass(frozen=True, slots=True)
+class OperationInput:
+    """What a handler works from: the validated parameters and body (None when the operation has none)."""
+
+    params: BaseModel | None
+    body: BaseModel | None
+
+
+@web.middleware
+async def validation_middleware(request: web.Request, handler):
+    operation = operation_of(request)
+    if operation is None:
+        return await handler(request)
+    params = _parameters(request, operation)
+    raw = await request.read() if operation.body_model is not None else b""
+    body = _body(request, operation, raw) if operation.body_model is not None else None
+    request[OPERATION_INPUT] = OperationInput(params=params, body=body)
+    strict = request.app.get(STRICT_CONTRACT)
+    if strict is not None:
+        strict.check_request(contract_request(
+            operation, request.match_info, query=request.query, headers=request.headers,
+            cookies=request.cookies, body=raw or None, content_type=request.content_type,
+        ))
+    return await handler(request)
+
+
+def _parameters(request: web.Request, operation: Operation) -> BaseModel | None:
+    if operation.params_model is None:
+        return None
+    values: dict[str, object] = {name: request.match_info[name] for name in operation.path_params}
+    for name in operation.query_params:
+        if name in operation.array_query_params:
+            if name in request.query:
+                values[name] = request.query.getall(name)
+        elif name in request.query:
+            values[name] = request.query[name]  # the first, when repeated, as openapi-core reads it
+    for name in operation.cookie_params:
+        if name in request.cookies:
+            values[name] = request.cookies[name]
+    try:
+        return operation.params_model.model_validate(values)  # lax: query strings become integers
+    except ValidationError as error:
+        raise invalid_input(error) from None
+
+
+def _body(request: web.Request, operation: Operation, raw: bytes) -> BaseModel | None:
+    if not raw:
+        if operation.body_required:
+            raise InvalidRequest("A JSON body is required.", param="body", code="missing_body")
+        return None
+    if request.content_type not in _JSON_TYPES:
+        raise InvalidRequest(
+            f"The body must be JSON, sent with Content-Type: application/json (got {request.content_type!r}).",
+            param="Content-Type", code="invalid_content_type",
+        )
+    if request.charset not in (None, "utf-8", "utf8"):
+        raise InvalidRequest("JSON bodies must be UTF-8.", param="Content-Type", code="invalid_content_type")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidRequest(f"The body is not valid UTF-8 (byte {error.start}).", param="body", code="invalid_encoding") from None
+    _refuse_non_finite_numbers(raw)
+    try:
+        return operation.body_model.model_validate_json(raw, strict=True)
+    except ValidationError as error:
+        raise invalid_input(error, root="body") from None
+
+
+def _refuse_non_finite_numbers(raw: bytes) -> None:
+    """JSON has no NaN or Infinity, yet Python's and pydantic's parsers accept the bare tokens.
+
+    The models refuse them in number fields; free-form objects (tool parameters, preferences) would
+    still carry them into storage or upstream calls. The full check only runs when the bytes appear.
+    """
+    if b"NaN" not in raw and b"Infinity" not in raw:
+        return
+    try:
+        json.loads(raw, parse_constant=_reject_constant)
+    except ValueError as error:
+        if "non-finite" in str(error):
+            raise InvalidRequest("JSON numbers must be finite (NaN and Infinity are not JSON).", param="body", code="invalid_json") from None
+        # Other syntax errors are reported by the model parser, with its own message.
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"non-finite number {name}")
