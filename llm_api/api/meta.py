@@ -32,7 +32,7 @@ _DOCS_PAGE = f"""<!doctype html>
 
 
 async def get_open_api_document(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[SPEC_DOCUMENT], content_type="application/yaml")
+    return web.Response(body=request.app[SPEC_DOCUMENT], content_type="text/yaml", charset="utf-8")
 
 
 async def get_api_docs(request: web.Request) -> web.Response:
