@@ -1,31 +1,30 @@
 """Turning a pydantic ValidationError into one clear 400 that names the offending field.
 
-pydantic reports every branch of a failed union; the caller needs the one error that explains the
-problem, with a ``param`` path such as ``messages[0].role``.
+pydantic reports every branch of a failed union, and its error locations mix field names with
+union branch labels (``str``, ``ChatUserMessage``, a discriminator's value such as ``user``). The
+caller needs the one error that explains the problem, with a ``param`` path such as
+``messages[0].role``: the location is cleaned by walking the input itself and keeping only the
+parts that lead somewhere in it.
 """
 
 from __future__ import annotations
 
-import inspect
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from llm_api.errors import InvalidRequest
-from llm_api.schemas import models
 
-# Location parts pydantic adds for union branches and dict keys; they are not field names.
-_MODEL_NAMES = frozenset(
-    name for name, value in vars(models).items() if inspect.isclass(value) and issubclass(value, BaseModel)
-)
-_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict", "[key]"})
+_NOWHERE = object()
 
 
-def invalid_input(error: ValidationError, *, root: str | None = None) -> InvalidRequest:
+def invalid_input(error: ValidationError, data: Any, *, root: str | None = None) -> InvalidRequest:
     """The most specific problem in ``error`` as an InvalidRequest.
 
-    ``root`` is the param to name when the problem is the input as a whole (``body``).
+    ``data`` is the input that was validated (parsed JSON, or the parameter dict); ``root`` is the
+    param to name when the problem is the input as a whole (``body``).
     """
-    problems = [(_clean_location(problem), problem) for problem in error.errors()]
+    problems = [(_location_in(data, problem), problem) for problem in error.errors()]
     location, problem = max(problems, key=lambda item: len(item[0]))  # the deepest is the most specific
     kind = problem["type"]
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -49,11 +48,24 @@ def format_location(location: tuple) -> str | None:
     return text or None
 
 
-def _clean_location(problem: dict) -> tuple:
-    return tuple(part for part in problem["loc"] if not _is_branch_tag(part))
+def _location_in(data: Any, problem: dict) -> tuple:
+    """The parts of pydantic's location that are keys or indexes of the input, in order."""
+    kept: list = []
+    current = data
+    parts = problem["loc"]
+    for index, part in enumerate(parts):
+        step = _step(current, part)
+        if step is not _NOWHERE:
+            kept.append(part)
+            current = step
+        elif problem["type"] == "missing" and index == len(parts) - 1 and isinstance(part, str):
+            kept.append(part)  # a missing field is, by definition, not in the input
+    return tuple(kept)
 
 
-def _is_branch_tag(part: object) -> bool:
-    if not isinstance(part, str):
-        return False
-    return part in _MODEL_NAMES or part in _TYPE_TAGS or "[" in part or part.startswith(("constrained-", "function-"))
+def _step(current: Any, part: Any) -> Any:
+    if isinstance(current, dict) and isinstance(part, str) and part in current:
+        return current[part]
+    if isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        return current[part]
+    return _NOWHERE

@@ -62,7 +62,8 @@ def discover(directory: Path) -> list[Migration]:
             if path.suffix == ".sql":
                 raise MigrationError(f"{path.name}: migration files are named NNNN_lowercase_name.sql")
             continue
-        found.append(Migration(int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
+        # Bytes, not read_text(): newline translation would make the checksum differ from the file's own.
+        found.append(Migration(int(match.group(1)), match.group(2), path.read_bytes().decode("utf-8")))
     for expected, migration in enumerate(found, start=1):
         if migration.version != expected:
             raise MigrationError(f"migration {expected:04d} is missing (found {migration.version:04d})")

@@ -65,7 +65,7 @@ def _parameters(request: web.Request, operation: Operation) -> BaseModel | None:
     try:
         return operation.params_model.model_validate(values)  # lax: query strings become integers
     except ValidationError as error:
-        raise invalid_input(error) from None
+        raise invalid_input(error, values) from None
 
 
 def _body(request: web.Request, operation: Operation, raw: bytes) -> BaseModel | None:
@@ -88,7 +88,15 @@ def _body(request: web.Request, operation: Operation, raw: bytes) -> BaseModel |
     try:
         return operation.body_model.model_validate_json(raw, strict=True)
     except ValidationError as error:
-        raise invalid_input(error, root="body") from None
+        raise invalid_input(error, _parsed_or_none(raw), root="body") from None
+
+
+def _parsed_or_none(raw: bytes):
+    """The body as data, to name the field an error is about (only on the error path)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 def _refuse_non_finite_numbers(raw: bytes) -> None:
