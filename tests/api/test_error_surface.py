@@ -1,0 +1,145 @@
+"""Every failure reaches the client as the OpenAI envelope with the right status."""
+
+from __future__ import annotations
+
+import pytest
+
+ENVELOPE_KEYS = {"message", "type", "param", "code"}
+
+
+async def error_of(response, status: int) -> dict:
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == ENVELOPE_KEYS
+    return body["error"]
+
+
+@pytest.mark.parametrize("path", ["/nope", "/v1", "/v1/healthz/extra", "/llm/nope", "/llmv1/healthz"])
+async def test_unknown_path_is_404(client, path):
+    error = await error_of(await client.get(path), 404)
+    assert error["code"] == "unknown_url"
+    assert path in error["message"]
+
+
+async def test_wrong_method_is_405_with_allow(client):
+    response = await client.delete("/v1/healthz")
+    error = await error_of(response, 405)
+    assert response.headers["Allow"] == "GET"
+    assert error["code"] == "method_not_allowed"
+
+
+async def test_wrong_method_lists_every_allowed_method(client):
+    response = await client.put("/v1/conversations")
+    await error_of(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "POST"}
+
+
+async def test_head_is_not_an_operation(client):
+    response = await client.head("/v1/healthz")
+    assert response.status == 405
+
+
+@pytest.mark.parametrize("path", ["/auth/guest-login", "/llm/auth/guest-login"])
+async def test_planned_operation_is_501_and_not_retried(client, path):
+    response = await client.post(path)
+    error = await error_of(response, 501)
+    assert error["code"] == "not_implemented"
+    assert "guestLogin" in error["message"]
+    assert response.headers["x-should-retry"] == "false"
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("GET", "/v1/conversations"),
+    ("GET", "/llm/v1/users/me/settings"), ("GET", "/auth/me"), ("DELETE", "/v1/admin/providers/prov_abc"),
+])
+async def test_secured_operation_without_credentials_is_401(client, method, path):
+    response = await client.request(method, path)
+    error = await error_of(response, 401)
+    assert error["type"] == "authentication_error"
+    assert error["code"] == "missing_credentials"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("headers,code", [
+    ({"Authorization": "Basic dXNlcjpwYXNz"}, "invalid_authorization_header"),
+    ({"Authorization": "Bearer"}, "invalid_authorization_header"),
+    ({"Authorization": "Bearer not-a-token"}, "invalid_credentials"),
+    ({"X-API-Key": "sk_unknown"}, "invalid_credentials"),
+])
+async def test_unverifiable_credentials_are_401(client, headers, code):
+    error = await error_of(await client.get("/v1/models", headers=headers), 401)
+    assert error["code"] == code
+
+
+async def test_slash_in_model_id_routes_to_the_catalog(client):
+    # Both spellings reach getModelCatalog (which then asks for credentials), not a 404.
+    for path in ["/v1/models/catalogs/openai/gpt-4o-mini", "/v1/models/catalogs/openai%2Fgpt-4o-mini"]:
+        await error_of(await client.get(path), 401)
+
+
+# --- request bodies, on a public operation that takes one (refreshToken) --------------------------
+
+async def test_malformed_json_is_400_naming_the_body(client):
+    response = await client.post("/auth/refresh-token", data=b'{"refresh_token": ', headers={"Content-Type": "application/json"})
+    error = await error_of(response, 400)
+    assert error["param"] == "body"
+    assert error["code"] == "invalid_json"
+
+
+async def test_wrong_type_is_400_naming_the_field(client):
+    error = await error_of(await client.post("/auth/refresh-token", json={"refresh_token": 123}), 400)
+    assert error["param"] == "refresh_token"
+    assert error["code"] == "invalid_value"
+
+
+async def test_unknown_field_is_400_naming_it(client):
+    error = await error_of(await client.post("/auth/refresh-token", json={"refresh_token": "rt_1", "extra": 1}), 400)
+    assert error["param"] == "extra"
+    assert error["code"] == "unknown_parameter"
+
+
+async def test_wrong_content_type_is_400(client):
+    response = await client.post("/auth/refresh-token", data=b'{"refresh_token": "rt_1"}', headers={"Content-Type": "text/plain"})
+    error = await error_of(response, 400)
+    assert error["param"] == "Content-Type"
+    assert error["code"] == "invalid_content_type"
+
+
+async def test_non_utf8_body_is_400(client):
+    response = await client.post("/auth/refresh-token", data=b'{"refresh_token": "\xff\xfe"}', headers={"Content-Type": "application/json"})
+    error = await error_of(response, 400)
+    assert error["code"] == "invalid_encoding"
+
+
+@pytest.mark.parametrize("body", [b'{"refresh_token": NaN}', b'{"refresh_token": "x", "a": Infinity}', b'[NaN]'])
+async def test_non_finite_numbers_are_400(client, body):
+    error = await error_of(await client.post("/auth/refresh-token", data=body, headers={"Content-Type": "application/json"}), 400)
+    assert error["code"] == "invalid_json"
+
+
+async def test_json_that_is_not_an_object_is_400(client):
+    error = await error_of(await client.post("/auth/refresh-token", json=["refresh_token"]), 400)
+    assert error["param"] == "body"
+
+
+async def test_lone_surrogate_is_400(client):
+    response = await client.post("/auth/refresh-token", data=b'{"refresh_token": "\\ud800"}', headers={"Content-Type": "application/json"})
+    error = await error_of(response, 400)
+    assert error["code"] == "invalid_json"
+
+
+async def test_optional_body_may_be_absent(client):
+    # refreshToken's body is optional: without one, validation passes and the planned handler answers.
+    await error_of(await client.post("/auth/refresh-token"), 501)
+
+
+async def test_body_over_the_limit_is_413(aiohttp_client, database_dsn):
+    from llm_api.app import create_app
+    from tests.conftest import test_settings
+
+    small = await aiohttp_client(create_app(test_settings(database_dsn, MAX_REQUEST_BODY_BYTES=2048)))
+    response = await small.post("/auth/refresh-token", json={"refresh_token": "x" * 4096})
+    error = await error_of(response, 413)
+    assert "2048" in error["message"]
