@@ -17,23 +17,20 @@ if TYPE_CHECKING:
     from llm_api.schemas.operation import Operation
     from llm_api.server.validation import OperationInput
 
-SETTINGS = web.AppKey("settings", "Settings")
-BUILD_INFO = web.AppKey("build_info", "BuildInfo")
-DATABASE = web.AppKey("database", "Database")
-INSTALLATION = web.AppKey("installation", "Installation")
-READINESS = web.AppKey("readiness", "Readiness")
-AUTHENTICATOR = web.AppKey("authenticator", "Authenticator")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+BUILD_INFO: web.AppKey[BuildInfo] = web.AppKey("build_info")
+DATABASE: web.AppKey[Database] = web.AppKey("database")
+INSTALLATION: web.AppKey[Installation] = web.AppKey("installation")
+READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 #: The operation each bound route serves, keyed by the aiohttp route object.
-OPERATION_BY_ROUTE = web.AppKey("operation_by_route", dict)
+OPERATION_BY_ROUTE: web.AppKey[dict[web.AbstractRoute, Operation]] = web.AppKey("operation_by_route")
 #: openapi-core checks, present only in strict mode.
-STRICT_CONTRACT = web.AppKey("strict_contract", "StrictContract")
-SPEC_DOCUMENT = web.AppKey("spec_document", bytes)
+STRICT_CONTRACT: web.AppKey[StrictContract] = web.AppKey("strict_contract")
+SPEC_DOCUMENT: web.AppKey[bytes] = web.AppKey("spec_document")
 #: When this process started serving (Unix seconds).
-STARTED_AT = web.AppKey("started_at", int)
+STARTED_AT: web.AppKey[int] = web.AppKey("started_at")
 
-REQUEST_ID = web.RequestKey("request_id", str)
-OPERATION = web.RequestKey("operation", "Operation")
-PRINCIPAL = web.RequestKey("principal", "Principal")
-OPERATION_INPUT = web.RequestKey("operation_input", "OperationInput")
-#: The request body as received, kept for the strict contract check.
-RAW_BODY = web.RequestKey("raw_body", bytes)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+OPERATION_INPUT: web.RequestKey[OperationInput] = web.RequestKey("operation_input")

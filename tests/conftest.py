@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from aiohttp import web
-from psycopg2.extensions import make_dsn, parse_dsn
+from psycopg2.extensions import make_dsn
 
 from llm_api.app import create_app
 from llm_api.config import Settings

