@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import sys
@@ -26,8 +27,14 @@ from llm_api.server.routing import RoutingError
 
 log = logging.getLogger("llm_api")
 
+
+class ListenError(RuntimeError):
+    """The HTTP port cannot be bound (in use, not permitted, no such address)."""
+
+
 # Failures that stop start-up with a one-line message rather than a traceback.
-_STARTUP_ERRORS = (EmbeddedPostgresError, DatabaseStartupError, MigrationError, RoutingError)
+_STARTUP_ERRORS = (EmbeddedPostgresError, DatabaseStartupError, MigrationError, RoutingError, ListenError)
+_LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,11 +85,16 @@ def _serve(settings: Settings) -> int:
     from llm_api.app import create_app  # imported late: `llm-api migrate` does not need the web app
 
     address = f"http://{settings.http_host}:{settings.http_port}"
-    web.run_app(
-        create_app(settings), host=settings.http_host, port=settings.http_port,
-        access_log=None,  # our access-log middleware writes one line per request
-        print=lambda _: log.info("llm-api %s listening on %s", build_info(settings).version, address),
-    )
+    try:
+        web.run_app(
+            create_app(settings), host=settings.http_host, port=settings.http_port,
+            access_log=None,  # our access-log middleware writes one line per request
+            print=lambda _: log.info("llm-api %s listening on %s", build_info(settings).version, address),
+        )
+    except OSError as error:
+        if error.errno not in _LISTEN_ERRNOS:
+            raise
+        raise ListenError(f"cannot listen on {settings.http_host}:{settings.http_port}: {os.strerror(error.errno)}") from None
     return 0
 
 

@@ -99,3 +99,30 @@ def test_unreachable_database_stops_start_up_with_one_line():
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("llm-api: PostgreSQL is unreachable after 1 s")
+
+
+def test_a_port_in_use_stops_start_up_with_one_line(database_dsn):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": database_dsn, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port)}
+        result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"llm-api: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert "Traceback" not in result.stderr
+
+
+def test_a_second_serve_on_the_same_data_dir_is_refused_and_harms_nothing(data_dir: Path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    first = _serve(data_dir, port)
+    _wait_healthy(first, base)
+    second = _serve(data_dir, free_port())
+    output, _ = second.communicate(timeout=60)
+    assert second.returncode == 1
+    assert "Another llm-api" in output.strip().splitlines()[-1]
+    assert _get(f"{base}/v1/readyz")[0] == 200  # the first one's database is still there
+    _stop(first)

@@ -173,12 +173,14 @@ def test_connection_without_or_with_wrong_password_is_refused(
 
 def test_start_after_postmaster_was_sigkilled(make_pg: MakePg, data_dir: Path) -> None:
     # Durable: this is about committed data surviving a server crash.
-    dsn = make_pg(durable=True).start()
+    first = make_pg(durable=True)
+    dsn = first.start()
     _create_row(dsn, "committed before the crash")
     cluster = data_dir / "postgres"
     pid = _postmaster_pid(cluster)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
+    first.stop()  # its llm-api gives the data dir up (stopping a dead server is not an error)
 
     dsn2 = make_pg(durable=True).start()
     assert _rows(dsn2) == ["committed before the crash"]
@@ -187,18 +189,38 @@ def test_start_after_postmaster_was_sigkilled(make_pg: MakePg, data_dir: Path) -
 
 
 def test_start_stops_a_server_left_running_by_a_previous_instance(
-    make_pg: MakePg, data_dir: Path
+    make_pg: MakePg, data_dir: Path, bindir: Path
 ) -> None:
     cluster = data_dir / "postgres"
-    forgotten_dsn = make_pg().start()  # never stopped: like an llm-api that was SIGKILLed
-    _create_row(forgotten_dsn, "from the first server")
+    # An llm-api that dies without stopping its server (os._exit skips every clean-up).
+    script = (
+        "import os, sys; from pathlib import Path; import psycopg2\n"
+        "from llm_api.embedded_pg import EmbeddedPostgres\n"
+        "dsn = EmbeddedPostgres(Path(sys.argv[1]), bindir=Path(sys.argv[2]), durable=False).start()\n"
+        "conn = psycopg2.connect(dsn); conn.autocommit = True\n"
+        "conn.cursor().execute(\"CREATE TABLE t (v text); INSERT INTO t VALUES ('from the first server')\")\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(data_dir), str(bindir)], check=True, timeout=60)
     old_pid = _postmaster_pid(cluster)
-    assert old_pid is not None
+    assert old_pid is not None and _is_alive(old_pid)
 
     dsn = make_pg().start()
     assert _rows(dsn) == ["from the first server"]
     assert not _is_alive(old_pid)
     assert _postmaster_pid(cluster) != old_pid
+
+
+def test_a_second_instance_on_a_data_dir_in_use_is_refused(make_pg: MakePg, data_dir: Path) -> None:
+    first = make_pg()
+    dsn = first.start()
+    _create_row(dsn, "still served")
+    with pytest.raises(EmbeddedPostgresError, match=f"Another llm-api \\(PID {os.getpid()}\\)"):
+        make_pg().start()
+    assert _rows(dsn) == ["still served"]  # the first server was left alone
+    first.stop()
+    again = make_pg().start()  # the lock went with the first instance
+    assert _rows(again) == ["still served"]
 
 
 def test_server_runs_unprivileged_and_password_file_belongs_to_caller(
@@ -305,7 +327,8 @@ def test_failed_initdb_leaves_nothing_behind(
 
     with pytest.raises(EmbeddedPostgresError, match="No space left on device"):
         make_pg(bindir=fake).start()
-    assert list(data_dir.iterdir()) == []  # no cluster, no password file, no temp files
+    leftovers = [path.name for path in data_dir.iterdir() if path.name != "llm-api.lock"]
+    assert leftovers == []  # no cluster, no password file, no temp files
 
 
 def test_stop_is_idempotent_and_harmless_before_start(make_pg: MakePg, data_dir: Path) -> None:

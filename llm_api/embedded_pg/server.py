@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -25,6 +26,8 @@ DB_USER = "llm_api"
 CLUSTER_DIRNAME = "postgres"
 LOG_FILENAME = "postgres.log"
 PASSWORD_FILENAME = "postgres.password"
+#: Held (flock) by the llm-api process that runs the cluster; the kernel releases it if that process dies.
+LOCK_FILENAME = "llm-api.lock"
 
 _PG_CTL_WAIT_S = 60
 _LOG_TAIL_LINES = 20
@@ -71,6 +74,7 @@ class EmbeddedPostgres:
         # True from the moment we ask pg_ctl to start a server until it is stopped again, so
         # that stop() never shuts down a server some other instance started.
         self._launched = False
+        self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -110,6 +114,7 @@ class EmbeddedPostgres:
         cannot be stopped.
         """
         if not self._launched:
+            self._release_data_dir()
             return
         pg_user = PgUser.for_current_process()
         result = self._pg_ctl_stop(pg_user)
@@ -123,6 +128,7 @@ class EmbeddedPostgres:
             )
         self._launched = False
         self._dsn = None
+        self._release_data_dir()
         if result.returncode == 0:  # not after a start that never got a server up
             self._log.info("embedded PostgreSQL stopped: data dir %s", self._data_dir)
 
@@ -136,6 +142,7 @@ class EmbeddedPostgres:
         """The steps of start(), in order; returns (server version, password, port)."""
         pg_user = PgUser.for_current_process()
         self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._claim_data_dir()
         if pg_user.switch is not None:
             self._check_traversable(pg_user)
         version = self._server_version(pg_user)
@@ -151,6 +158,35 @@ class EmbeddedPostgres:
         self._start_server(pg_user, port)
         self._ensure_database(password, port)
         return version, password, port
+
+    # ------------------------------------------------------------------ one llm-api per data dir
+
+    def _claim_data_dir(self) -> None:
+        """Take the data directory's lock, or refuse: another live llm-api is using the cluster.
+
+        Without it, the stale-server clean-up below could not tell a crashed llm-api's leftover
+        server from the server of one that is still running, and would stop the latter's.
+        The lock dies with its process (even on SIGKILL), so crashes still get cleaned up.
+        """
+        fd = os.open(self._data_dir / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise EmbeddedPostgresError(
+                f"Another llm-api (PID {holder}) is already using the data directory "
+                f"{self._data_dir}. Stop it first, or give this one its own directory "
+                "with LLM_API_DATA_DIR."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _release_data_dir(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     # ------------------------------------------------------------------ preconditions
 
