@@ -23,6 +23,7 @@ from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from openapi_core.exceptions import OpenAPIError
 
+from llm_api.contract.input_errors import format_location
 from llm_api.errors import ContractDrift
 from llm_api.schemas.operation import Operation
 
@@ -119,14 +120,8 @@ def describe(error: Exception, limit: int = 600) -> str:
     """A short account of an openapi-core error: the schema errors when there are some, never whole bodies."""
     schema_errors = getattr(error.__cause__, "schema_errors", None) or getattr(error, "schema_errors", None)
     if schema_errors:
-        text = "; ".join(f"{_json_path(e.absolute_path)}: {e.message}" for e in schema_errors)
+        text = "; ".join(f"{format_location(tuple(e.absolute_path)) or 'body'}: {e.message}" for e in schema_errors)
     else:
         text = f"{type(error).__name__}: {error}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
-
-def _json_path(parts) -> str:
-    path = "$"
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path

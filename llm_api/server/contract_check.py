@@ -12,10 +12,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from llm_api.app_keys import STRICT_CONTRACT
-from llm_api.contract.strict import contract_request, contract_response
+from llm_api.contract.strict import contract_response
 from llm_api.errors import ContractDrift
 from llm_api.schemas.models import ErrorResponse
-from llm_api.server.operations import operation_of
+from llm_api.server.operations import operation_of, request_view
 from llm_api.server.responses import error_response
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,7 @@ def _check(request: web.Request, response: web.Response) -> None:
         except ValidationError as error:
             raise ContractDrift(f"contract drift: a {response.status} answer is not the error envelope: {error}") from error
         return
-    request_view = contract_request(
-        operation, request.match_info, query=request.query, headers=request.headers,
-        cookies=request.cookies, body=None, content_type=request.content_type,
-    )
     request.app[STRICT_CONTRACT].check_response(
-        request_view, contract_response(body, response.status, response.content_type, response.headers)
+        request_view(request, operation, body=None),
+        contract_response(body, response.status, response.content_type, response.headers),
     )

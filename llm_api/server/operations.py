@@ -1,10 +1,11 @@
-"""Which operation of the contract a request is for."""
+"""Which operation of the contract a request is for, and how the contract sees that request."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from llm_api.app_keys import OPERATION_BY_ROUTE
+from llm_api.contract.strict import ContractRequest, contract_request
 from llm_api.schemas.operation import Operation
 
 
@@ -17,3 +18,11 @@ def route_template(request: web.Request) -> str:
     """The matched route as written (``/v1/conversations/{conversation_id}``), or ``-``."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "-"
+
+
+def request_view(request: web.Request, operation: Operation, *, body: bytes | None) -> ContractRequest:
+    """The request as openapi-core sees it (strict mode)."""
+    return contract_request(
+        operation, request.match_info, query=request.query, headers=request.headers,
+        cookies=request.cookies, body=body, content_type=request.content_type,
+    )

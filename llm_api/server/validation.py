@@ -15,10 +15,9 @@ from pydantic import BaseModel, ValidationError
 
 from llm_api.app_keys import OPERATION_INPUT, STRICT_CONTRACT
 from llm_api.contract.input_errors import invalid_input
-from llm_api.contract.strict import contract_request
 from llm_api.errors import InvalidRequest
 from llm_api.schemas.operation import Operation
-from llm_api.server.operations import operation_of
+from llm_api.server.operations import operation_of, request_view
 
 _JSON_TYPES = ("application/json",)
 
@@ -37,15 +36,14 @@ async def validation_middleware(request: web.Request, handler):
     if operation is None:
         return await handler(request)
     params = _parameters(request, operation)
-    raw = await request.read() if operation.body_model is not None else b""
-    body = _body(request, operation, raw) if operation.body_model is not None else None
+    raw, body = b"", None
+    if operation.body_model is not None:
+        raw = await request.read()
+        body = _body(request, operation, raw)
     request[OPERATION_INPUT] = OperationInput(params=params, body=body)
     strict = request.app.get(STRICT_CONTRACT)
     if strict is not None:
-        strict.check_request(contract_request(
-            operation, request.match_info, query=request.query, headers=request.headers,
-            cookies=request.cookies, body=raw or None, content_type=request.content_type,
-        ))
+        strict.check_request(request_view(request, operation, body=raw or None))
     return await handler(request)
 
 
