@@ -44,10 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"llm-api: invalid configuration: {error}", file=sys.stderr)
         return 2
-    if args.command == "serve" and args.port is not None:
-        settings = settings.model_copy(update={"http_port": args.port})
-    if args.command == "serve" and args.host is not None:
-        settings = settings.model_copy(update={"http_host": args.host})
+    if args.command == "serve":  # command-line options win over the environment
+        options = {"http_host": args.host, "http_port": args.port}
+        settings = settings.model_copy(update={name: value for name, value in options.items() if value is not None})
     configure_logging(settings.log_level, settings.log_format)
     try:
         with _database(settings) as dsn:

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from llm_api.config import Settings
 from llm_api.db.migrate import migrate
-from llm_api.db.pool import CONNECTION_ERRORS, Database
+from llm_api.db.pool import CONNECTION_ERRORS, Database, first_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,8 +44,7 @@ async def _patiently(attempt: Callable[[], Awaitable[T]], timeout: float) -> T:
             return await attempt()
         except CONNECTION_ERRORS as error:
             if time.monotonic() + pause > deadline:
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise DatabaseStartupError(f"PostgreSQL is unreachable after {timeout:g} s: {reason}") from error
-            log.warning("waiting for PostgreSQL: %s", str(error).strip().splitlines()[0] if str(error).strip() else error)
+                raise DatabaseStartupError(f"PostgreSQL is unreachable after {timeout:g} s: {first_line(error)}") from error
+            log.warning("waiting for PostgreSQL: %s", first_line(error))
             await asyncio.sleep(pause)
             pause = min(pause * 2, 2.0)

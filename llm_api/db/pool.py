@@ -27,7 +27,7 @@ class DatabaseUnavailable(ServiceUnavailable):
     """PostgreSQL cannot be reached; the request may succeed later."""
 
     def __init__(self, cause: BaseException) -> None:
-        super().__init__(f"The database is unavailable: {_first_line(cause)}", param="database", code="database_unavailable")
+        super().__init__(f"The database is unavailable: {first_line(cause)}", param="database", code="database_unavailable")
 
 
 class Database:
@@ -86,7 +86,7 @@ class Database:
                 # aiopg discards a broken connection when it is released, so the retry gets a fresh one.
                 if attempt == 2 or isinstance(error, asyncio.TimeoutError):
                     raise DatabaseUnavailable(error) from error
-                log.warning("database connection lost; retrying the read once", extra={"error": _first_line(error)})
+                log.warning("database connection lost; retrying the read once", extra={"error": first_line(error)})
         raise AssertionError("unreachable")
 
 
@@ -110,7 +110,8 @@ class Transaction:
         return await self._cursor.fetchall()
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of an error's text (driver errors span several), or its class name."""
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
 
