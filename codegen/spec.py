@@ -24,9 +24,11 @@ class Parameter:
     schema: dict[str, Any]
     allow_slashes: bool
 
+    json_type: str = "string"  # "integer", "number", "boolean", "array:<item type>" or "string"
+
     @property
     def is_array(self) -> bool:
-        return self.schema.get("type") == "array"
+        return self.json_type.startswith("array")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class OperationSpec:
     path: str
     secured: bool
     planned: bool
+    admin_only: bool
+    rate_limited: bool
     parameters: tuple[Parameter, ...]
     body_schema_name: str | None
     body_required: bool
@@ -79,10 +83,19 @@ def _operation(spec, path, method, op, shared_params, default_security) -> Opera
         # An empty requirement object ({}) in the list makes credentials optional.
         secured=bool(security) and all(requirement for requirement in security),
         planned=bool(op.get("x-planned", False)),
+        admin_only=_required_role(op, operation_id) == "admin",
+        rate_limited=bool(op.get("x-rate-limited", True)),
         parameters=parameters,
         body_schema_name=body_name,
         body_required=body_required,
     )
+
+
+def _required_role(op, operation_id) -> str | None:
+    role = op.get("x-required-role")
+    if role not in (None, "admin"):
+        raise SpecError(f"{operation_id}: x-required-role must be 'admin' (got {role!r})")
+    return role
 
 
 def _merge_parameters(spec, shared, own, operation_id) -> tuple[Parameter, ...]:
@@ -101,11 +114,23 @@ def _merge_parameters(spec, shared, own, operation_id) -> tuple[Parameter, ...]:
             required=bool(resolved.get("required", False)),
             schema=schema,
             allow_slashes=bool(resolved.get("x-allow-slashes", False)),
+            json_type=_json_type(spec, schema, operation_id),
         )
     names = [name for name, _ in merged]
     if len(names) != len(set(names)):
         raise SpecError(f"{operation_id}: two parameters share a name in different locations")
     return tuple(merged.values())
+
+
+def _json_type(spec, schema, operation_id) -> str:
+    """How a parameter's text becomes a value: its schema's JSON type (arrays with their item type)."""
+    resolved = _resolve(spec, schema)
+    kind = resolved.get("type", "string")
+    if kind not in ("string", "integer", "number", "boolean", "array"):
+        raise SpecError(f"{operation_id}: parameters of type {kind!r} are not supported")
+    if kind == "array":
+        return "array:" + _json_type(spec, resolved.get("items", {}), operation_id)
+    return kind
 
 
 def _request_body(op, operation_id) -> tuple[str | None, bool]:

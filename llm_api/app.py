@@ -6,8 +6,9 @@ Middlewares, outermost first (each sees what the next one returns or raises):
 2. request id       echo or make ``X-Request-Id``; the id tags every log line of the request
 3. contract check   (strict mode only) every response must be one openapi.yaml documents
 4. error rendering  every exception becomes the OpenAI error envelope
-5. authentication   operations with a security requirement get a principal, or 401
-6. validation       typed parameters and body from the generated models, or 400
+5. authentication   operations with a security requirement get a principal, or 401 (403 for admin-only)
+6. rate limiting    per principal, or per client address when anonymous; 429 beyond the limit
+7. validation       typed parameters and body from the generated models, or 400
 
 Routes are bound from the operations of openapi.yaml (see ``server.routing``).
 """
@@ -17,26 +18,37 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from llm_api import api
 from llm_api.app_keys import (
-    AUTHENTICATOR, BUILD_INFO, DATABASE, INSTALLATION, READINESS, SETTINGS, SPEC_DOCUMENT, STARTED_AT,
-    STRICT_CONTRACT,
+    API_KEYS, AUTHENTICATOR, BUILD_INFO, DATABASE, HTTP_CLIENT, IDENTITY, INSTALLATION, RATE_LIMITER, READINESS,
+    SETTINGS, SPEC_DOCUMENT, STARTED_AT, STRICT_CONTRACT,
 )
-from llm_api.auth.principal import RejectAll
+from llm_api.auth.api_keys import ApiKeys
+from llm_api.auth.authenticator import Authenticator, IdentityProvider
+from llm_api.auth.builtin_identity import BuiltInIdentity
+from llm_api.auth.builtin_issuer import BuiltInIssuer
+from llm_api.auth.keycloak import KeycloakClient
+from llm_api.auth.keycloak_identity import KeycloakIdentity
+from llm_api.auth.remote_jwks import RemoteJwks
+from llm_api.auth.users import UserDirectory
 from llm_api.build_info import build_info
 from llm_api.config import Settings
 from llm_api.contract.spec import spec_bytes
 from llm_api.contract.strict import StrictContract
+from llm_api.crypto import Keyring
 from llm_api.db.lifecycle import open_database
 from llm_api.db.service_state import load_installation
+from llm_api.rate_limit import RateLimiter
 from llm_api.readiness import Readiness
 from llm_api.schemas.operations import OPERATIONS
 from llm_api.server.access_log import access_log_middleware
-from llm_api.server.authentication import authentication_middleware
+from llm_api.server.authentication import add_principal_headers, authentication_middleware
 from llm_api.server.contract_check import contract_check_middleware
 from llm_api.server.error_rendering import error_middleware
+from llm_api.server.rate_limiting import add_rate_limit_headers, rate_limit_middleware
 from llm_api.server.request_id import add_request_id_header, request_id_middleware
 from llm_api.server.routing import bind_routes, check_no_stray_routes
 from llm_api.server.validation import validation_middleware
@@ -46,10 +58,12 @@ def create_app(settings: Settings) -> web.Application:
     """Build the application. The database is opened when the app starts, not here."""
     if not settings.db_dsn:
         raise ValueError("create_app needs settings.db_dsn; `llm-api serve` starts an embedded PostgreSQL when none is set")
+    if not settings.secret_key:
+        raise ValueError("create_app needs settings.secret_key (LLM_API_SECRET_KEY)")
     middlewares = [access_log_middleware, request_id_middleware]
     if settings.strict_contract:
         middlewares.append(contract_check_middleware)
-    middlewares += [error_middleware, authentication_middleware, validation_middleware]
+    middlewares += [error_middleware, authentication_middleware, rate_limit_middleware, validation_middleware]
 
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_request_body_bytes)
     app[SETTINGS] = settings
@@ -57,10 +71,13 @@ def create_app(settings: Settings) -> web.Application:
     app[SPEC_DOCUMENT] = spec_bytes()
     if settings.strict_contract:
         app[STRICT_CONTRACT] = StrictContract(app[SPEC_DOCUMENT])
-    app[AUTHENTICATOR] = RejectAll()
     app[READINESS] = Readiness()
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(_identity)
     app.on_response_prepare.append(add_request_id_header)
+    app.on_response_prepare.append(add_principal_headers)
+    app.on_response_prepare.append(add_rate_limit_headers)
 
     bind_routes(app, OPERATIONS, api.handlers())
     check_no_stray_routes(app)
@@ -77,3 +94,44 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await database.close()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession() as session:
+        app[HTTP_CLIENT] = session
+        yield
+
+
+async def _identity(app: web.Application) -> AsyncIterator[None]:
+    settings, database = app[SETTINGS], app[DATABASE]
+    keyring = Keyring(settings.secret_key)
+    directory = UserDirectory(database)
+    identity = await _identity_provider(app, keyring, directory)
+    app[IDENTITY] = identity
+    app[API_KEYS] = ApiKeys(database, keyring, settings)
+    app[AUTHENTICATOR] = Authenticator(
+        identity, app[API_KEYS], directory,
+        admin_api_key=settings.admin_api_key, gateway_secret=settings.gateway_shared_secret,
+    )
+    if settings.rate_limit_per_minute > 0:
+        app[RATE_LIMITER] = RateLimiter(database, settings.rate_limit_per_minute)
+    yield
+
+
+async def _identity_provider(app: web.Application, keyring: Keyring, directory: UserDirectory) -> IdentityProvider:
+    settings = app[SETTINGS]
+    if settings.keycloak_mode:
+        jwks = RemoteJwks(app[HTTP_CLIENT], settings.effective_jwks_url, refresh_interval=settings.jwks_refresh_interval)
+        client = KeycloakClient(app[HTTP_CLIENT], settings) if settings.keycloak_base_url else None
+        identity = KeycloakIdentity(client, jwks, directory, settings)
+        app[READINESS].add("jwks", identity.ready)
+        return identity
+    issuer = BuiltInIssuer(
+        app[DATABASE], keyring, issuer=settings.token_issuer, audience=settings.account,
+        access_ttl=settings.access_token_ttl, rotation_after=settings.signing_key_rotation, leeway=settings.auth_clock_skew,
+    )
+    await issuer.start()
+    return BuiltInIdentity(
+        app[DATABASE], keyring, issuer, directory,
+        refresh_ttl=settings.refresh_token_ttl, leeway=settings.auth_clock_skew, guest_role=settings.guest_role,
+    )

@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from llm_api.auth.principal import Authenticator, Principal
+    import aiohttp
+
+    from llm_api.auth.api_keys import ApiKeys
+    from llm_api.auth.authenticator import Authenticator, IdentityProvider
+    from llm_api.auth.principal import Principal
+    from llm_api.rate_limit import RateDecision, RateLimiter
     from llm_api.build_info import BuildInfo
     from llm_api.config import Settings
     from llm_api.contract.strict import StrictContract
@@ -23,6 +28,11 @@ DATABASE: web.AppKey[Database] = web.AppKey("database")
 INSTALLATION: web.AppKey[Installation] = web.AppKey("installation")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+IDENTITY: web.AppKey[IdentityProvider] = web.AppKey("identity")
+API_KEYS: web.AppKey[ApiKeys] = web.AppKey("api_keys")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+#: The one outbound HTTP session (connection pooling, keep-alive) for identity providers and upstreams.
+HTTP_CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_client")
 #: The operation each bound route serves, keyed by the aiohttp route object.
 OPERATION_BY_ROUTE: web.AppKey[dict[web.AbstractRoute, Operation]] = web.AppKey("operation_by_route")
 #: openapi-core checks, present only in strict mode.
@@ -34,3 +44,4 @@ STARTED_AT: web.AppKey[int] = web.AppKey("started_at")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 OPERATION_INPUT: web.RequestKey[OperationInput] = web.RequestKey("operation_input")
+RATE_DECISION: web.RequestKey[RateDecision] = web.RequestKey("rate_decision")

@@ -11,9 +11,11 @@ import asyncio
 import errno
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from aiohttp import web
 
@@ -32,8 +34,13 @@ class ListenError(RuntimeError):
     """The HTTP port cannot be bound (in use, not permitted, no such address)."""
 
 
+class MissingSecret(RuntimeError):
+    """LLM_API_SECRET_KEY is required outside the embedded mode."""
+
+
+
 # Failures that stop start-up with a one-line message rather than a traceback.
-_STARTUP_ERRORS = (EmbeddedPostgresError, DatabaseStartupError, MigrationError, RoutingError, ListenError)
+_STARTUP_ERRORS = (EmbeddedPostgresError, DatabaseStartupError, MigrationError, RoutingError, ListenError, MissingSecret)
 _LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
 
@@ -50,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         with _database(settings) as dsn:
+            embedded = not settings.db_dsn
             settings = settings.model_copy(update={"db_dsn": dsn})
-            return _serve(settings) if args.command == "serve" else _migrate(settings)
+            if args.command == "migrate":
+                return _migrate(settings)
+            return _serve(settings.model_copy(update={"secret_key": _master_secret(settings, embedded)}))
     except _STARTUP_ERRORS as error:
         print(f"llm-api: {error}", file=sys.stderr)
         return 1
@@ -78,6 +88,31 @@ def _database(settings: Settings) -> Iterator[str]:
     log.info("DB_POSTGRESQL_WRITE_DSN is not set: using an embedded PostgreSQL in %s", data_dir)
     with EmbeddedPostgres(data_dir, bindir=find_pg_bindir(os.environ)) as dsn:
         yield dsn
+
+
+def _master_secret(settings: Settings, embedded: bool) -> str:
+    """LLM_API_SECRET_KEY; in the embedded mode, one generated on first start and kept beside the data.
+
+    With an external database there is no safe default: a secret that is not configured would
+    either be shared by every installation or change on restart, making stored keys unusable.
+    """
+    if settings.secret_key:
+        return settings.secret_key
+    if not embedded:
+        raise MissingSecret(
+            "LLM_API_SECRET_KEY must be set (32 or more random characters, e.g. `openssl rand -base64 48`) "
+            "when DB_POSTGRESQL_WRITE_DSN is set; keep it: stored keys are sealed with it"
+        )
+    path = Path(settings.data_dir).resolve() / "secret.key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secret + "\n")
+    log.info("generated the master secret in %s", path)
+    return secret
 
 
 def _serve(settings: Settings) -> int:

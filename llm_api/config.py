@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def _duration_seconds(value: object) -> object:
@@ -23,7 +23,7 @@ def _duration_seconds(value: object) -> object:
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
-            raise ValueError("expected a duration such as 5, 5s, 500ms or 1m")
+            raise ValueError("expected a duration such as 5, 5s, 500ms, 1m, 2h or 30d")
         return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     return value
 
@@ -46,6 +46,8 @@ def _lower(value: object) -> object:
 Seconds = Annotated[float, BeforeValidator(_duration_seconds), Field(gt=0)]
 OptionalText = Annotated[str | None, BeforeValidator(_blank_is_unset)]
 OptionalUrl = Annotated[str | None, BeforeValidator(_blank_is_unset), AfterValidator(_http_url)]
+# Secrets must be long enough that guessing is hopeless; a short one is a configuration mistake.
+OptionalSecret = Annotated[str | None, BeforeValidator(_blank_is_unset), Field(min_length=32)]
 
 
 class SettingsError(ValueError):
@@ -77,11 +79,37 @@ class Settings(BaseModel):
     )
     log_format: Annotated[Literal["json", "text"], BeforeValidator(_lower)] = Field("text", alias="LOG_FORMAT")
 
-    # Identity (Keycloak mode when set; otherwise the built-in issuer)
+    # The master secret: keyed hashes of API keys and refresh tokens, encryption of signing and provider
+    # keys. Required with an external database; the embedded mode keeps a generated one in LLM_API_DATA_DIR.
+    secret_key: OptionalSecret = Field(None, alias="LLM_API_SECRET_KEY")
+
+    # Identity: Keycloak mode when KEYCLOAK_BASE_URL or JWKS_URL is set; otherwise the built-in issuer.
     keycloak_base_url: OptionalUrl = Field(None, alias="KEYCLOAK_BASE_URL")
+    keycloak_realm: str = Field("jan", alias="KEYCLOAK_REALM", min_length=1)
     jwks_url: OptionalUrl = Field(None, alias="JWKS_URL")
     issuer: OptionalText = Field(None, alias="ISSUER")
     account: str = Field("account", alias="ACCOUNT", min_length=1)
+    client_id: str = Field("jan-client", alias="CLIENT", min_length=1)
+    keycloak_admin: OptionalText = Field(None, alias="KEYCLOAK_ADMIN")
+    keycloak_admin_password: OptionalText = Field(None, alias="KEYCLOAK_ADMIN_PASSWORD")
+    keycloak_admin_realm: str = Field("master", alias="KEYCLOAK_ADMIN_REALM", min_length=1)
+    keycloak_admin_client_id: str = Field("admin-cli", alias="KEYCLOAK_ADMIN_CLIENT_ID", min_length=1)
+    backend_client_id: OptionalText = Field(None, alias="BACKEND_CLIENT_ID")
+    backend_client_secret: OptionalText = Field(None, alias="BACKEND_CLIENT_SECRET")
+    guest_role: str = Field("guest", alias="GUEST_ROLE", min_length=1)
+    auth_clock_skew: Seconds = Field(60.0, alias="AUTH_CLOCK_SKEW")
+    jwks_refresh_interval: Seconds = Field(300.0, alias="JWKS_REFRESH_INTERVAL")
+    access_token_ttl: Seconds = Field(3600.0, alias="ACCESS_TOKEN_TTL")
+    refresh_token_ttl: Seconds = Field(30 * 86400.0, alias="REFRESH_TOKEN_TTL")
+    signing_key_rotation: Seconds = Field(30 * 86400.0, alias="SIGNING_KEY_ROTATION")
+
+    # API keys, the bootstrap admin key, the gateway, rate limits
+    api_key_max_per_user: int = Field(5, alias="API_KEY_MAX_PER_USER", ge=1, le=1000)
+    api_key_default_ttl: Seconds = Field(90 * 86400.0, alias="API_KEY_DEFAULT_TTL")
+    api_key_max_ttl: Seconds = Field(365 * 86400.0, alias="API_KEY_MAX_TTL")
+    admin_api_key: OptionalSecret = Field(None, alias="ADMIN_API_KEY")
+    gateway_shared_secret: OptionalSecret = Field(None, alias="GATEWAY_SHARED_SECRET")
+    rate_limit_per_minute: int = Field(100, alias="RATE_LIMIT_PER_MINUTE", ge=0)
 
     # Tracing
     otel_enabled: bool = Field(False, alias="OTEL_ENABLED")
@@ -111,7 +139,31 @@ class Settings(BaseModel):
             raise SettingsError(_first_problem(cls, error)) from None
         if settings.db_pool_min_size > settings.db_pool_max_size:
             raise SettingsError("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")
+        if settings.jwks_url and not settings.keycloak_base_url and not settings.issuer:
+            raise SettingsError("ISSUER: required when JWKS_URL is set without KEYCLOAK_BASE_URL")
         return settings
+
+    @property
+    def keycloak_mode(self) -> bool:
+        """Tokens come from Keycloak (verified against its JWKS) rather than from the built-in issuer."""
+        return bool(self.keycloak_base_url or self.jwks_url)
+
+    @property
+    def keycloak_realm_url(self) -> str | None:
+        if not self.keycloak_base_url:
+            return None
+        return f"{self.keycloak_base_url.rstrip('/')}/realms/{self.keycloak_realm}"
+
+    @property
+    def token_issuer(self) -> str:
+        """The ``iss`` tokens carry: ISSUER, else the Keycloak realm's URL, else ``llm-api`` (built-in)."""
+        return self.issuer or self.keycloak_realm_url or "llm-api"
+
+    @property
+    def effective_jwks_url(self) -> str | None:
+        if self.jwks_url:
+            return self.jwks_url
+        return f"{self.keycloak_realm_url}/protocol/openid-connect/certs" if self.keycloak_realm_url else None
 
 
 def _first_problem(cls: type[Settings], error: ValidationError) -> str:

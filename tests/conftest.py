@@ -27,6 +27,7 @@ from llm_api.config import Settings
 from llm_api.embedded_pg import EmbeddedPostgres, find_pg_bindir
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+TEST_SECRET_KEY = "test-secret-key-0123456789abcdefghijklmnop"
 
 
 def free_port() -> int:
@@ -94,7 +95,9 @@ def database_dsn(make_database) -> str:
 def test_settings(dsn: str, **overrides: object) -> Settings:
     """Settings as the tests run the service: strict contract checks on."""
     values = {"DB_POSTGRESQL_WRITE_DSN": dsn, "OPENAPI_STRICT_VALIDATION": True, "DB_POOL_MIN_SIZE": 1,
-              "DB_POOL_MAX_SIZE": 5, "DB_STARTUP_TIMEOUT": 5}
+              "DB_POOL_MAX_SIZE": 5, "DB_STARTUP_TIMEOUT": 5, "LLM_API_SECRET_KEY": TEST_SECRET_KEY,
+              # Most tests make many requests as one caller; the rate-limit tests turn the limit on.
+              "RATE_LIMIT_PER_MINUTE": 0}
     values.update(overrides)
     return Settings.model_validate(values)
 

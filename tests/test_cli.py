@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import TEST_SECRET_KEY, free_port
 
 
 @pytest.fixture
@@ -94,7 +94,8 @@ def test_migrate_command_is_idempotent(make_database):
 
 
 def test_unreachable_database_stops_start_up_with_one_line():
-    env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": f"postgresql://nobody@127.0.0.1:{free_port()}/x", "DB_STARTUP_TIMEOUT": "1", "HTTP_PORT": str(free_port())}
+    env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": f"postgresql://nobody@127.0.0.1:{free_port()}/x", "DB_STARTUP_TIMEOUT": "1",
+           "HTTP_PORT": str(free_port()), "LLM_API_SECRET_KEY": TEST_SECRET_KEY}
     result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
@@ -108,7 +109,8 @@ def test_a_port_in_use_stops_start_up_with_one_line(database_dsn):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": database_dsn, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port)}
+        env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": database_dsn, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
+               "LLM_API_SECRET_KEY": TEST_SECRET_KEY}
         result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"llm-api: cannot listen on 127.0.0.1:{port}: Address already in use"
@@ -126,3 +128,11 @@ def test_a_second_serve_on_the_same_data_dir_is_refused_and_harms_nothing(data_d
     assert "Another llm-api" in output.strip().splitlines()[-1]
     assert _get(f"{base}/v1/readyz")[0] == 200  # the first one's database is still there
     _stop(first)
+
+
+def test_an_external_database_needs_the_master_secret(database_dsn):
+    env = {k: v for k, v in os.environ.items() if k != "LLM_API_SECRET_KEY"}
+    env.update(DB_POSTGRESQL_WRITE_DSN=database_dsn, HTTP_PORT=str(free_port()))
+    result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("llm-api: LLM_API_SECRET_KEY must be set")

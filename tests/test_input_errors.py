@@ -105,3 +105,16 @@ def test_missing_nested_field():
     body = json.dumps({"model": "m", "messages": [{"role": "tool", "content": "x"}]})
     error = error_for(CreateChatCompletionRequest, body)
     assert (error.param, error.code) == ("messages[0].tool_call_id", "missing_required_parameter")
+
+
+def test_query_text_is_cast_as_openapi_core_casts_it():
+    from llm_api.contract.parameters import cast
+
+    assert cast("5", "integer") == 5 and cast(" 5", "integer") == 5   # int() semantics, as openapi-core
+    assert cast("5.0", "integer") == "5.0"                             # not an integer: stays text, then refused
+    assert cast(["a", "b"], "array:string") == ["a", "b"]
+    assert cast("yes", "boolean") is True and cast("maybe", "boolean") == "maybe"
+    params = ListConversationItemsParams.model_validate({"conversation_id": "conv_a", "limit": cast("7", "integer")}, strict=True)
+    assert params.limit == 7
+    with pytest.raises(ValidationError):
+        ListConversationItemsParams.model_validate({"conversation_id": "conv_a", "limit": cast("5.0", "integer")}, strict=True)

@@ -11,6 +11,7 @@ from llm_api.app_keys import OPERATION_BY_ROUTE
 from llm_api.schemas.operation import snake_case
 from llm_api.schemas.operations import OPERATIONS
 from llm_api.server.routing import RoutingError, bind_routes, check_no_stray_routes, handler_problems
+from tests.conftest import test_settings
 
 
 async def _handler(request):
@@ -49,7 +50,7 @@ def test_a_route_added_by_hand_stops_start_up():
 
 
 def test_every_operation_is_served_under_both_prefixes():
-    app = create_app(__import__("llm_api.config", fromlist=["Settings"]).Settings(DB_POSTGRESQL_WRITE_DSN="dbname=unused"))
+    app = create_app(test_settings("dbname=unused"))
     served = {(route.method, route.resource.canonical) for route in app[OPERATION_BY_ROUTE]}
     for op in OPERATIONS.values():
         assert (op.method, op.path) in served

@@ -10,9 +10,9 @@ from __future__ import annotations
 import inspect
 from types import ModuleType
 
-from llm_api.api import health, meta
+from llm_api.api import auth, health, meta, models
 
-MODULES: tuple[ModuleType, ...] = (health, meta)
+MODULES: tuple[ModuleType, ...] = (auth, health, meta, models)
 
 
 def handlers(modules: tuple[ModuleType, ...] = MODULES) -> dict:

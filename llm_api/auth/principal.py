@@ -1,10 +1,10 @@
-"""Who is calling: credentials as presented, the principal they prove, and the authenticator seam."""
+"""Who is calling: credentials as presented, and the principal they prove."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from llm_api.errors import Unauthorized
 
@@ -37,18 +37,6 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return any(role.lower() == "admin" for role in self.roles)
-
-
-class Authenticator(Protocol):
-    async def authenticate(self, credentials: Credentials) -> Principal:
-        """The principal the credentials prove; raise Unauthorized otherwise."""
-
-
-class RejectAll:
-    """The authenticator until identity is configured: no credential is accepted."""
-
-    async def authenticate(self, credentials: Credentials) -> Principal:
-        raise Unauthorized("The credentials could not be verified.", code="invalid_credentials")
 
 
 def extract_credentials(headers: Mapping[str, str]) -> Credentials | None:

@@ -40,6 +40,29 @@ def invalid_input(error: ValidationError, data: Any, *, root: str | None = None)
     return InvalidRequest(f"Invalid value for {subject}: {problem['msg']}.", param=param, code="invalid_value")
 
 
+def integral_floats(error: ValidationError) -> bool:
+    """True when some error is an integer field given a number like ``5.0``."""
+    return any(_is_integral_float(problem) for problem in error.errors())
+
+
+def with_integral_floats_as_ints(data: Any, error: ValidationError) -> Any:
+    """``data`` (parsed JSON) with every integral float that an error points at turned into an int."""
+    for problem in error.errors():
+        if _is_integral_float(problem):
+            location = _location_in(data, problem)
+            if location:
+                container = data
+                for part in location[:-1]:
+                    container = container[part]
+                container[location[-1]] = int(problem["input"])
+    return data
+
+
+def _is_integral_float(problem: dict) -> bool:
+    value = problem.get("input")
+    return problem["type"] == "int_type" and isinstance(value, float) and value.is_integer()
+
+
 def format_location(location: tuple) -> str | None:
     """``("messages", 0, "role")`` -> ``messages[0].role``."""
     text = ""

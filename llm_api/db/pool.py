@@ -58,6 +58,18 @@ class Database:
         """Every row. Idempotent: retried once if the connection dropped."""
         return await self._read(query, values, limit_one=False)
 
+    async def execute(self, query: Query, **values: Any) -> list[dict[str, Any]]:
+        """Run one statement on its own (autocommit); the rows it returns (RETURNING), if any.
+
+        Never retried: a write that may or may not have happened is the caller's to judge.
+        """
+        try:
+            async with self._pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute(query.sql, query.parameters(values))
+                return await cur.fetchall() if cur.description is not None else []
+        except CONNECTION_ERRORS as error:
+            raise DatabaseUnavailable(error) from error
+
     async def ping(self) -> None:
         """Raise DatabaseUnavailable unless a trivial query round-trips."""
         await self._read(_PING, {}, limit_one=True)
@@ -107,7 +119,7 @@ class Transaction:
 
     async def fetch_all(self, query: Query, **values: Any) -> list[dict[str, Any]]:
         await self._cursor.execute(query.sql, query.parameters(values))
-        return await self._cursor.fetchall()
+        return await self._cursor.fetchall() if self._cursor.description is not None else []
 
 
 def first_line(error: BaseException) -> str:

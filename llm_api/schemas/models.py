@@ -1160,36 +1160,6 @@ class AdvancedSettingsUpdate(ApiModel):
     code_enabled: bool | MISSING = MISSING
 
 
-class RefreshTokenParams(ApiModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    refresh_token: Annotated[
-        str | MISSING,
-        Field(
-            description="The refresh token, when it is kept in a cookie rather than sent in the body.",
-            max_length=4096,
-            min_length=1,
-            pattern="^[\\x21-\\x7e]+$",
-        ),
-    ] = MISSING
-
-
-class LogoutParams(ApiModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    refresh_token: Annotated[
-        str | MISSING,
-        Field(
-            description="The refresh token, when it is kept in a cookie rather than sent in the body.",
-            max_length=4096,
-            min_length=1,
-            pattern="^[\\x21-\\x7e]+$",
-        ),
-    ] = MISSING
-
-
 class DeleteApiKeyParams(ApiModel):
     model_config = ConfigDict(
         extra="forbid",

@@ -6,6 +6,7 @@ spec walking happens while a request is served.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -23,12 +24,18 @@ class Operation:
     secured: bool
     #: True for operations marked ``x-planned``: in the contract, not served yet (they answer 501).
     planned: bool
+    #: True for operations marked ``x-required-role: admin``: 403 for principals without the admin role.
+    admin_only: bool
+    #: False for operations marked ``x-rate-limited: false`` (health): no rate limit applies.
+    rate_limited: bool
     #: Path, query and cookie parameters together, validated in one model; None without parameters.
     params_model: type[BaseModel] | None
     path_params: tuple[str, ...]
     query_params: tuple[str, ...]
     #: Query parameters that are arrays (``include[]=a&include[]=b``).
     array_query_params: frozenset[str]
+    #: The JSON type of every parameter that is not a string (``integer``, ``array:string`` ...).
+    param_types: Mapping[str, str]
     cookie_params: tuple[str, ...]
     #: Path parameters whose value may contain ``/`` (``x-allow-slashes``), routed greedily.
     slash_params: frozenset[str]

@@ -1,25 +1,28 @@
 """Typed, validated input for every operation, from the generated models (the hot path).
 
-Parameters (path, query, cookie) are validated together in the operation's ``...Params`` model;
-a JSON body in its request model, in strict mode (no coercion: ``"5"`` is not an integer), as
-JSON Schema reads the spec. In strict contract mode openapi-core then re-checks what was accepted.
+Parameters (path, query, cookie) are cast from text by their JSON type, as openapi-core does, and
+validated together in the operation's ``...Params`` model; a JSON body in its request model. Both
+in pydantic's strict mode (no coercion: ``"5"`` is not an integer), as JSON Schema reads the spec. In strict contract mode openapi-core then re-checks what was accepted.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from llm_api.app_keys import OPERATION_INPUT, STRICT_CONTRACT
-from llm_api.contract.input_errors import invalid_input
+from llm_api.contract.input_errors import integral_floats, invalid_input, with_integral_floats_as_ints
+from llm_api.contract.parameters import cast
 from llm_api.errors import InvalidRequest
 from llm_api.schemas.operation import Operation
 from llm_api.server.operations import operation_of, request_view
 
 _JSON_TYPES = ("application/json",)
+T = TypeVar("T", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +63,11 @@ def _parameters(request: web.Request, operation: Operation) -> BaseModel | None:
     for name in operation.cookie_params:
         if name in request.cookies:
             values[name] = request.cookies[name]
+    for name, json_type in operation.param_types.items():
+        if name in values:
+            values[name] = cast(values[name], json_type)
     try:
-        return operation.params_model.model_validate(values)  # lax: query strings become integers
+        return operation.params_model.model_validate(values, strict=True)
     except ValidationError as error:
         raise invalid_input(error, values) from None
 
@@ -86,7 +92,16 @@ def _body(request: web.Request, operation: Operation, raw: bytes) -> BaseModel |
     try:
         return operation.body_model.model_validate_json(raw, strict=True)
     except ValidationError as error:
-        raise invalid_input(error, _parsed_or_none(raw), root="body") from None
+        data = _parsed_or_none(raw)
+        if integral_floats(error):
+            # JSON Schema counts 5.0 as an integer; pydantic's strict mode does not. Only on this
+            # error path: rewrite such numbers as integers and validate once more.
+            data = with_integral_floats_as_ints(data, error)
+            try:
+                return operation.body_model.model_validate_json(json.dumps(data), strict=True)
+            except ValidationError as again:
+                error = again
+        raise invalid_input(error, data, root="body") from None
 
 
 def _parsed_or_none(raw: bytes):
@@ -115,3 +130,17 @@ def _refuse_non_finite_numbers(raw: bytes) -> None:
 
 def _reject_constant(name: str):
     raise ValueError(f"non-finite number {name}")
+
+
+def body_of(request: web.Request, model: type[T]) -> T | None:
+    """The validated body as its model (None when an optional body was not sent)."""
+    body = request[OPERATION_INPUT].body
+    assert body is None or isinstance(body, model), f"{type(body).__name__} is not {model.__name__}"
+    return body
+
+
+def params_of(request: web.Request, model: type[T]) -> T:
+    """The validated parameters as their model."""
+    params = request[OPERATION_INPUT].params
+    assert isinstance(params, model), f"{type(params).__name__} is not {model.__name__}"
+    return params

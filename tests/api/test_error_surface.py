@@ -41,12 +41,12 @@ async def test_head_is_not_an_operation(client):
     assert response.status == 405
 
 
-@pytest.mark.parametrize("path", ["/auth/guest-login", "/llm/auth/guest-login"])
+@pytest.mark.parametrize("path", ["/metrics", "/llm/metrics"])
 async def test_planned_operation_is_501_and_not_retried(client, path):
-    response = await client.post(path)
+    response = await client.get(path)
     error = await error_of(response, 501)
     assert error["code"] == "not_implemented"
-    assert "guestLogin" in error["message"]
+    assert "getMetrics" in error["message"]
     assert response.headers["x-should-retry"] == "false"
 
 
@@ -65,8 +65,8 @@ async def test_secured_operation_without_credentials_is_401(client, method, path
 @pytest.mark.parametrize("headers,code", [
     ({"Authorization": "Basic dXNlcjpwYXNz"}, "invalid_authorization_header"),
     ({"Authorization": "Bearer"}, "invalid_authorization_header"),
-    ({"Authorization": "Bearer not-a-token"}, "invalid_credentials"),
-    ({"X-API-Key": "sk_unknown"}, "invalid_credentials"),
+    ({"Authorization": "Bearer not-a-token"}, "invalid_token"),
+    ({"X-API-Key": "sk_unknown"}, "invalid_api_key"),
 ])
 async def test_unverifiable_credentials_are_401(client, headers, code):
     error = await error_of(await client.get("/v1/models", headers=headers), 401)
@@ -131,8 +131,9 @@ async def test_lone_surrogate_is_400(client):
 
 
 async def test_optional_body_may_be_absent(client):
-    # refreshToken's body is optional: without one, validation passes and the planned handler answers.
-    await error_of(await client.post("/auth/refresh-token"), 501)
+    # refreshToken's body is optional (the token may be in a cookie): without either it is a 401, not a 400.
+    error = await error_of(await client.post("/auth/refresh-token"), 401)
+    assert error["code"] == "missing_refresh_token"
 
 
 async def test_body_over_the_limit_is_413(aiohttp_client, database_dsn):
@@ -143,3 +144,24 @@ async def test_body_over_the_limit_is_413(aiohttp_client, database_dsn):
     response = await small.post("/auth/refresh-token", json={"refresh_token": "x" * 4096})
     error = await error_of(response, 413)
     assert "2048" in error["message"]
+
+
+async def test_an_integral_float_is_an_integer_as_json_schema_says(client):
+    token = (await (await client.post("/auth/guest-login")).json())["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    created = await client.post("/auth/api-keys", json={"name": "float days", "expires_in_days": 30.0}, headers=auth)
+    assert created.status == 201, await created.text()
+    error = await error_of(await client.post("/auth/api-keys", json={"name": "x", "expires_in_days": 30.5}, headers=auth), 400)
+    assert error["param"] == "expires_in_days"
+    error = await error_of(await client.post("/auth/api-keys", json={"name": "x", "expires_in_days": "30"}, headers=auth), 400)
+    assert error["param"] == "expires_in_days"
+
+
+async def test_query_integers_are_read_as_the_spec_reads_them(client):
+    # listConversations is still planned, but its parameters are validated before the 501.
+    token = (await (await client.post("/auth/guest-login")).json())["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    for bad in ("5.0", "abc", "0", "101"):
+        error = await error_of(await client.get(f"/v1/conversations?limit={bad}", headers=auth), 400)
+        assert error["param"] == "limit", bad
+    await error_of(await client.get("/v1/conversations?limit=5", headers=auth), 501)

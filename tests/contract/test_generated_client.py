@@ -132,15 +132,29 @@ def test_get_readiness(generated, api_client):
 
 
 def test_planned_operation_surfaces_the_501_as_error_response(generated, api_client):
-    response = generated.module("api.auth.guest_login").sync_detailed(client=api_client)
+    response = generated.module("api.meta.get_metrics").sync_detailed(client=api_client)
     assert response.status_code == 501
     error = response.parsed
     assert isinstance(error, generated.module("models").ErrorResponse)
     assert error.error.code == "not_implemented"
     assert error.error.type_ == "server_error"
     assert error.error.param is None
-    assert "guestLogin" in error.error.message
+    assert "getMetrics" in error.error.message
     assert response.headers["x-should-retry"] == "false"
+
+
+def test_guest_login_then_an_authenticated_call(generated, api_client, live_server):
+    login = generated.module("api.auth.guest_login").sync_detailed(client=api_client)
+    assert login.status_code == 201
+    tokens = login.parsed
+    assert isinstance(tokens, generated.module("models").TokenResponse)
+    assert tokens.token_type == "Bearer" and tokens.user_id == tokens.principal_id
+    with generated.package.AuthenticatedClient(base_url=live_server.url, token=tokens.access_token) as client:
+        me = generated.module("api.auth.get_current_principal").sync_detailed(client=client)
+    assert me.status_code == 200
+    assert isinstance(me.parsed, generated.module("models").Principal)
+    assert (me.parsed.id, me.parsed.auth_method, me.parsed.is_guest) == (tokens.user_id, "jwt", True)
+    assert me.headers["X-Principal-Id"] == tokens.user_id
 
 
 def test_the_document_operation_returns_the_contract_as_text(generated, live_server):

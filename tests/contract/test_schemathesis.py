@@ -6,9 +6,9 @@ each request and response as well), and every built-in schemathesis check runs o
 enables, and ``test_every_builtin_check_is_enabled`` proves that is all of them
 (``max_response_time`` only exists with a configured limit; there is none).
 
-Planned operations (``x-planned: true``) are left out: they answer 501 by design. Implemented
-operations are public, so no credentials are sent (and the ``ignored_auth`` false positive of
-../shared/reference/deps.md §6, which needs credentials, cannot arise).
+Planned operations (``x-planned: true``) are left out: they answer 501 by design. Cases carry one
+credential, a guest's access token (one scheme only: sending two trips the ``ignored_auth`` false
+positive of ../shared/reference/deps.md §6), so secured operations are fuzzed past authentication.
 
 Both servers of the spec are fuzzed: ``/`` and the ``/llm`` prefix mirror.
 
@@ -79,16 +79,23 @@ def test_every_builtin_check_is_enabled():
             assert not disabled, f"{operation.label} ({phase}): checks disabled: {disabled}"
 
 
-@schema.parametrize()
-@FUZZ_SETTINGS
-def test_implemented_operations_conform(case, live_server):
-    case.call_and_validate(base_url=live_server.url)
+@pytest.fixture(scope="module")
+def credentials(live_server) -> dict[str, str]:
+    response = requests.post(f"{live_server.url}/auth/guest-login", timeout=10)
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 @schema.parametrize()
 @FUZZ_SETTINGS
-def test_implemented_operations_conform_under_the_llm_prefix(case, live_server):
-    case.call_and_validate(base_url=f"{live_server.url}/llm")
+def test_implemented_operations_conform(case, live_server, credentials):
+    case.call_and_validate(base_url=live_server.url, headers=credentials)
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_implemented_operations_conform_under_the_llm_prefix(case, live_server, credentials):
+    case.call_and_validate(base_url=f"{live_server.url}/llm", headers=credentials)
 
 
 @pytest.mark.parametrize("prefix", ["", "/llm"], ids=["root", "llm-prefix"])

@@ -19,6 +19,8 @@ import pytest
 from llm_api.db.migrate import _LOCK_KEY, MigrationError, default_directory, discover, migrate
 
 INITIAL = Path(__file__).resolve().parents[2] / "migrations" / "0001_initial.sql"
+#: Every migration shipped, in order: what a fresh database ends up with.
+SHIPPED = discover(default_directory())
 
 
 def query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
@@ -84,10 +86,12 @@ def with_initial(tmp_path: Path, **more: str) -> Path:
 async def test_fresh_database_gets_the_initial_migration(make_database):
     dsn = make_database()
     applied = await migrate(dsn)
-    assert [(m.version, m.name) for m in applied] == [(1, "initial")]
+    assert [(m.version, m.name) for m in applied] == [(m.version, m.name) for m in SHIPPED]
+    assert applied[0].name == "initial"
     assert default_directory().resolve() == INITIAL.parent.resolve()
     checksum = hashlib.sha256(INITIAL.read_bytes()).hexdigest()
-    assert applied_rows(dsn) == [(1, "initial", checksum)]
+    assert applied_rows(dsn)[0] == (1, "initial", checksum)
+    assert [row[0] for row in applied_rows(dsn)] == [m.version for m in SHIPPED]
     [installation_id] = installation_ids(dsn)
     assert re.fullmatch(r"inst_[0-9a-f]{16}", installation_id)
 
@@ -124,7 +128,7 @@ def test_two_migrate_processes_at_once(make_database):
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert sum("applied migration 0001_initial" in out for out in outputs) == 1, outputs
     assert sum("up to date" in out for out in outputs) == 1, outputs
-    assert [row[0] for row in applied_rows(dsn)] == [1]
+    assert [row[0] for row in applied_rows(dsn)] == [m.version for m in SHIPPED]
     assert len(installation_ids(dsn)) == 1
 
 
@@ -138,8 +142,8 @@ async def test_two_migrate_coroutines_at_once(make_database):
             assert time.monotonic() < deadline, "the migrations never reached the lock"
             await asyncio.sleep(0.05)
     results = await asyncio.wait_for(asyncio.gather(*runs), 10)
-    assert sorted(len(result) for result in results) == [0, 1]
-    assert [row[0] for row in applied_rows(dsn)] == [1]
+    assert sorted(len(result) for result in results) == [0, len(SHIPPED)]
+    assert [row[0] for row in applied_rows(dsn)] == [m.version for m in SHIPPED]
     assert len(installation_ids(dsn)) == 1
 
 

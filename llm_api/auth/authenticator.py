@@ -1,0 +1,88 @@
+"""From the credential a request presents to the principal it proves.
+
+- ``Authorization: Bearer sk_...`` or ``X-API-Key: sk_...``: an API key;
+- the bootstrap ADMIN_API_KEY (either way): the built-in administrator;
+- ``Authorization: Bearer <JWT>``: an access token of the configured identity provider;
+- no credential, but the gateway's shared secret: the identity headers the gateway set.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Protocol
+
+from llm_api.auth.api_keys import KEY_PREFIX, ApiKeys
+from llm_api.auth.principal import Credentials, Principal
+from llm_api.auth.sessions import TokenSet
+from llm_api.auth.tokens import Identity
+from llm_api.auth.users import UserDirectory
+
+GATEWAY_SECRET_HEADER = "X-Gateway-Secret"
+# The bootstrap administrator is a user of its own, so that what it creates has an owner.
+ADMIN_IDENTITY = Identity(
+    issuer="llm-api:bootstrap", subject="admin", username="admin", email=None, name="Administrator",
+    roles=("admin",), is_guest=False,
+)
+
+
+class IdentityProvider(Protocol):
+    async def guest_login(self) -> TokenSet: ...
+    async def refresh(self, refresh_token: str) -> TokenSet: ...
+    async def logout(self, refresh_token: str) -> None: ...
+    async def verify(self, access_token: str) -> Identity: ...
+    def jwks(self) -> dict: ...
+
+
+class Authenticator:
+    def __init__(
+        self, identity: IdentityProvider, api_keys: ApiKeys, directory: UserDirectory, *,
+        admin_api_key: str | None, gateway_secret: str | None,
+    ) -> None:
+        self._identity = identity
+        self._api_keys = api_keys
+        self._directory = directory
+        self._admin_api_key = admin_api_key
+        self._gateway_secret = gateway_secret
+
+    async def authenticate(self, credentials: Credentials) -> Principal:
+        secret = credentials.value
+        if self._admin_api_key is not None and hmac.compare_digest(secret.encode(), self._admin_api_key.encode()):
+            user_id = await self._directory.register(ADMIN_IDENTITY)
+            return _principal(user_id, ADMIN_IDENTITY, "apikey")
+        if credentials.scheme == "api_key" or secret.startswith(KEY_PREFIX):
+            owner = await self._api_keys.authenticate(secret)
+            # Roles are not stored: admin rights come from a token's role claim or the bootstrap key.
+            return Principal(
+                user_id=owner.user_id, subject=owner.subject, issuer=owner.issuer, auth_method="apikey",
+                username=owner.username, email=owner.email, name=owner.name, is_guest=owner.is_guest,
+            )
+        identity = await self._identity.verify(secret)
+        return _principal(await self._directory.register(identity), identity, "jwt")
+
+    def came_through_gateway(self, headers: Mapping[str, str]) -> bool:
+        """True when the request carries the secret shared with the gateway (constant-time check)."""
+        if self._gateway_secret is None:
+            return False
+        return hmac.compare_digest(headers.get(GATEWAY_SECRET_HEADER, "").encode(), self._gateway_secret.encode())
+
+    async def from_gateway(self, headers: Mapping[str, str], *, default_issuer: str) -> Principal:
+        """The identity the gateway asserts (``X-User-Subject`` etc.); only after came_through_gateway()."""
+        roles = tuple(role.strip() for role in headers.get("X-User-Roles", "").split(",") if role.strip())
+        identity = Identity(
+            issuer=headers.get("X-User-Issuer", "").strip() or default_issuer,
+            subject=headers["X-User-Subject"].strip(),
+            username=headers.get("X-User-Username") or None, email=headers.get("X-User-Email") or None, name=None,
+            roles=roles, is_guest="guest" in roles,
+        )
+        method = "apikey" if headers.get("X-Auth-Method", "").lower() == "apikey" else "jwt"
+        return _principal(await self._directory.register(identity), identity, method)
+
+
+def _principal(user_id: str, identity: Identity, method: str) -> Principal:
+    return Principal(
+        user_id=user_id, subject=identity.subject, issuer=identity.issuer, auth_method=method,
+        username=identity.username, email=identity.email, name=identity.name, roles=identity.roles,
+        is_guest=identity.is_guest,
+    )
+

@@ -1,0 +1,44 @@
+"""Per-minute limits per principal (per client address for anonymous calls); health is exempt."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from llm_api.app_keys import AUTHENTICATOR, PRINCIPAL, RATE_DECISION, RATE_LIMITER
+from llm_api.errors import RateLimited
+from llm_api.server.operations import operation_of
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler):
+    limiter = request.app.get(RATE_LIMITER)
+    operation = operation_of(request)
+    if limiter is None or operation is None or not operation.rate_limited:
+        return await handler(request)
+    principal = request.get(PRINCIPAL)
+    key = f"user:{principal.user_id}" if principal is not None else f"ip:{_client_address(request)}"
+    decision = await limiter.hit(key)
+    if decision is not None:
+        request[RATE_DECISION] = decision
+        if not decision.allowed:
+            raise RateLimited(
+                f"Rate limit of {decision.limit} requests per minute exceeded; retry in {decision.retry_after} s.",
+                code="rate_limit_exceeded", headers={"Retry-After": str(decision.retry_after)},
+            )
+    return await handler(request)
+
+
+def _client_address(request: web.Request) -> str:
+    # X-Forwarded-For is only believed from the gateway: anyone else could send any address.
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded and request.app[AUTHENTICATOR].came_through_gateway(request.headers):
+        return forwarded.split(",")[0].strip()
+    return request.remote or "unknown"
+
+
+async def add_rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare hook: the caller's budget, on every rate-limited answer."""
+    decision = request.get(RATE_DECISION)
+    if decision is not None:
+        response.headers["X-RateLimit-Limit-Minute"] = str(decision.limit)
+        response.headers["X-RateLimit-Remaining-Minute"] = str(max(decision.remaining, 0))
