@@ -17,6 +17,7 @@ from llm_api.auth.principal import Credentials, Principal
 from llm_api.auth.sessions import TokenSet
 from llm_api.auth.tokens import Identity
 from llm_api.auth.users import UserDirectory
+from llm_api.errors import Unauthorized
 
 GATEWAY_SECRET_HEADER = "X-Gateway-Secret"
 # The bootstrap administrator is a user of its own, so that what it creates has an owner.
@@ -64,19 +65,36 @@ class Authenticator:
         """True when the request carries the secret shared with the gateway (constant-time check)."""
         if self._gateway_secret is None:
             return False
-        return hmac.compare_digest(headers.get(GATEWAY_SECRET_HEADER, "").encode(), self._gateway_secret.encode())
+        presented = headers.get(GATEWAY_SECRET_HEADER, "").encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(presented, self._gateway_secret.encode())
 
     async def from_gateway(self, headers: Mapping[str, str], *, default_issuer: str) -> Principal:
         """The identity the gateway asserts (``X-User-Subject`` etc.); only after came_through_gateway()."""
-        roles = tuple(role.strip() for role in headers.get("X-User-Roles", "").split(",") if role.strip())
+        values = {name: _header_text(headers, name) for name in _GATEWAY_IDENTITY_HEADERS}
+        roles = tuple(role.strip() for role in (values["X-User-Roles"] or "").split(",") if role.strip())
         identity = Identity(
-            issuer=headers.get("X-User-Issuer", "").strip() or default_issuer,
-            subject=headers["X-User-Subject"].strip(),
-            username=headers.get("X-User-Username") or None, email=headers.get("X-User-Email") or None, name=None,
+            issuer=values["X-User-Issuer"] or default_issuer,
+            subject=values["X-User-Subject"] or "",
+            username=values["X-User-Username"], email=values["X-User-Email"], name=None,
             roles=roles, is_guest="guest" in roles,
         )
+        if not identity.subject:
+            raise Unauthorized("The gateway sent no usable X-User-Subject.", code="invalid_gateway_identity")
         method = "apikey" if headers.get("X-Auth-Method", "").lower() == "apikey" else "jwt"
         return _principal(await self._directory.register(identity), identity, method)
+
+
+_GATEWAY_IDENTITY_HEADERS = ("X-User-Subject", "X-User-Issuer", "X-User-Username", "X-User-Email", "X-User-Roles")
+
+
+def _header_text(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value, stripped; None when absent, blank, or not valid text (undecodable bytes)."""
+    value = headers.get(name, "").strip()
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value if value and value.isprintable() else None
 
 
 def _principal(user_id: str, identity: Identity, method: str) -> Principal:

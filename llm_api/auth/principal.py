@@ -49,12 +49,20 @@ def extract_credentials(headers: Mapping[str, str]) -> Credentials | None:
     if authorization is not None:
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() != "bearer" or not _is_token_text(token):
             raise Unauthorized(
                 "The Authorization header must be 'Bearer <token>'.", code="invalid_authorization_header"
             )
         return Credentials("bearer", token)
     api_key = headers.get("X-API-Key")
     if api_key is not None and api_key.strip():
+        if not _is_token_text(api_key.strip()):
+            raise Unauthorized("The API key is not valid.", code="invalid_api_key")
         return Credentials("api_key", api_key.strip())
     return None
+
+
+def _is_token_text(value: str) -> bool:
+    """Tokens and keys are printable ASCII. Anything else (aiohttp hands undecodable header bytes
+    over as lone surrogates) cannot be a credential, and must not reach hashing or decoding."""
+    return bool(value) and value.isascii() and value.isprintable()

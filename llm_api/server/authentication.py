@@ -10,9 +10,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from llm_api.app_keys import AUTHENTICATOR, PRINCIPAL, SETTINGS
-from llm_api.auth.principal import extract_credentials
+from llm_api.auth.principal import Principal, extract_credentials
 from llm_api.errors import Forbidden, Unauthorized
 from llm_api.server.operations import operation_of
+from llm_api.server.rate_limiting import anonymous_key, charge
 
 
 @web.middleware
@@ -20,21 +21,29 @@ async def authentication_middleware(request: web.Request, handler):
     operation = operation_of(request)
     if operation is None or not operation.secured:
         return await handler(request)
-    authenticator = request.app[AUTHENTICATOR]
-    credentials = extract_credentials(request.headers)
-    if credentials is not None:
-        principal = await authenticator.authenticate(credentials)
-    elif authenticator.came_through_gateway(request.headers) and request.headers.get("X-User-Subject", "").strip():
-        principal = await authenticator.from_gateway(request.headers, default_issuer=request.app[SETTINGS].token_issuer)
-    else:
-        raise Unauthorized(
-            "Missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key: sk_...'.",
-            code="missing_credentials", headers={"WWW-Authenticate": 'Bearer realm="llm-api"'},
-        )
+    try:
+        principal = await _principal(request)
+    except Unauthorized:
+        # A failed attempt counts against the caller's address: guessing keys or tokens is throttled.
+        await charge(request, anonymous_key(request))
+        raise
     request[PRINCIPAL] = principal
     if operation.admin_only and not principal.is_admin:
         raise Forbidden("This operation requires the admin role.", code="admin_required")
     return await handler(request)
+
+
+async def _principal(request: web.Request) -> Principal:
+    authenticator = request.app[AUTHENTICATOR]
+    credentials = extract_credentials(request.headers)
+    if credentials is not None:
+        return await authenticator.authenticate(credentials)
+    if authenticator.came_through_gateway(request.headers) and request.headers.get("X-User-Subject", "").strip():
+        return await authenticator.from_gateway(request.headers, default_issuer=request.app[SETTINGS].token_issuer)
+    raise Unauthorized(
+        "Missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key: sk_...'.",
+        code="missing_credentials", headers={"WWW-Authenticate": 'Bearer realm="llm-api"'},
+    )
 
 
 async def add_principal_headers(request: web.Request, response: web.StreamResponse) -> None:

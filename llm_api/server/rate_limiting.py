@@ -11,21 +11,31 @@ from llm_api.server.operations import operation_of
 
 @web.middleware
 async def rate_limit_middleware(request: web.Request, handler):
-    limiter = request.app.get(RATE_LIMITER)
     operation = operation_of(request)
-    if limiter is None or operation is None or not operation.rate_limited:
-        return await handler(request)
-    principal = request.get(PRINCIPAL)
-    key = f"user:{principal.user_id}" if principal is not None else f"ip:{_client_address(request)}"
-    decision = await limiter.hit(key)
-    if decision is not None:
-        request[RATE_DECISION] = decision
-        if not decision.allowed:
-            raise RateLimited(
-                f"Rate limit of {decision.limit} requests per minute exceeded; retry in {decision.retry_after} s.",
-                code="rate_limit_exceeded", headers={"Retry-After": str(decision.retry_after)},
-            )
+    if operation is not None and operation.rate_limited:
+        principal = request.get(PRINCIPAL)
+        await charge(request, f"user:{principal.user_id}" if principal is not None else anonymous_key(request))
     return await handler(request)
+
+
+async def charge(request: web.Request, key: str) -> None:
+    """Count one request against ``key``; raise RateLimited once its budget is spent."""
+    limiter = request.app.get(RATE_LIMITER)
+    if limiter is None:
+        return
+    decision = await limiter.hit(key)
+    if decision is None:
+        return
+    request[RATE_DECISION] = decision
+    if not decision.allowed:
+        raise RateLimited(
+            f"Rate limit of {decision.limit} requests per minute exceeded; retry in {decision.retry_after} s.",
+            code="rate_limit_exceeded", headers={"Retry-After": str(decision.retry_after)},
+        )
+
+
+def anonymous_key(request: web.Request) -> str:
+    return f"ip:{_client_address(request)}"
 
 
 def _client_address(request: web.Request) -> str:
