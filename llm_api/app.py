@@ -65,7 +65,10 @@ def create_app(settings: Settings) -> web.Application:
         middlewares.append(contract_check_middleware)
     middlewares += [error_middleware, authentication_middleware, rate_limit_middleware, validation_middleware]
 
-    app = web.Application(middlewares=middlewares, client_max_size=settings.max_request_body_bytes)
+    app = web.Application(
+        middlewares=middlewares, client_max_size=settings.max_request_body_bytes,
+        handler_args={"max_field_size": settings.max_header_bytes, "max_line_size": settings.max_header_bytes},
+    )
     app[SETTINGS] = settings
     app[BUILD_INFO] = build_info(settings)
     app[SPEC_DOCUMENT] = spec_bytes()

@@ -63,6 +63,9 @@ class Settings(BaseModel):
     http_host: str = Field("0.0.0.0", alias="HTTP_HOST")
     http_port: int = Field(8080, alias="HTTP_PORT", ge=1, le=65535)
     max_request_body_bytes: int = Field(16 * 1024 * 1024, alias="MAX_REQUEST_BODY_BYTES", ge=1024)
+    # Per header line. aiohttp's 8 KiB default is below what Keycloak tokens with many groups reach,
+    # and a longer header is refused by the HTTP parser itself, before any envelope can be written.
+    max_header_bytes: int = Field(128 * 1024, alias="MAX_HEADER_BYTES", ge=8 * 1024, le=16 * 1024 * 1024)
 
     # Database. No DSN means "start an embedded PostgreSQL in data_dir" (done by the CLI, not by create_app).
     db_dsn: OptionalText = Field(None, alias="DB_POSTGRESQL_WRITE_DSN")

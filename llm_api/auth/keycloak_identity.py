@@ -39,7 +39,7 @@ class KeycloakIdentity:
         if azp is not None and azp != self._settings.client_id:
             # As the original: a token minted for another client (an admin console, say) is not for us.
             raise Unauthorized("The access token was issued to another client.", code="invalid_token")
-        return identity_from_claims(claims, guest_role=self._settings.guest_role)
+        return identity_from_claims(claims, guest_role=self._settings.guest_role, client_id=self._settings.client_id)
 
     def jwks(self) -> dict:
         return {"keys": []}  # this service signs nothing in Keycloak mode

@@ -63,12 +63,13 @@ async def verify_access_token(token: str, key_for: KeyLookup, *, issuer: str, au
         raise Unauthorized("The access token is invalid.", code="invalid_token") from None
 
 
-def identity_from_claims(claims: dict, *, guest_role: str) -> Identity:
-    """Roles are the realm roles plus every client's roles (Keycloak's layout; the built-in issuer
-    writes the same ``realm_access`` claim)."""
-    roles: list[str] = list(_strings(claims.get("realm_access", {}).get("roles")))
-    for client in (claims.get("resource_access") or {}).values():
-        roles += [role for role in _strings((client or {}).get("roles")) if role not in roles]
+def identity_from_claims(claims: dict, *, guest_role: str, client_id: str | None = None) -> Identity:
+    """Roles are the realm roles plus the roles of our own client (Keycloak's layout; the built-in
+    issuer writes the same ``realm_access`` claim). Other clients' roles are not ours to honour: an
+    ``admin`` role of some other application must not make its holder an administrator here."""
+    roles: list[str] = list(_strings((claims.get("realm_access") or {}).get("roles")))
+    own_client = (claims.get("resource_access") or {}).get(client_id) if client_id else None
+    roles += [role for role in _strings((own_client or {}).get("roles")) if role not in roles]
     return Identity(
         issuer=claims["iss"],
         subject=str(claims["sub"]),
