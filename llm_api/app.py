@@ -23,8 +23,8 @@ from aiohttp import web
 
 from llm_api import api
 from llm_api.app_keys import (
-    API_KEYS, AUTHENTICATOR, BUILD_INFO, DATABASE, HTTP_CLIENT, IDENTITY, INSTALLATION, RATE_LIMITER, READINESS,
-    SETTINGS, SPEC_DOCUMENT, STARTED_AT, STRICT_CONTRACT,
+    API_KEYS, AUTHENTICATOR, BUILD_INFO, CONVERSATIONS, DATABASE, HTTP_CLIENT, IDENTITY, INSTALLATION, RATE_LIMITER, READINESS,
+    PROJECTS, SETTINGS, SPEC_DOCUMENT, STARTED_AT, STRICT_CONTRACT,
 )
 from llm_api.auth.api_keys import ApiKeys
 from llm_api.auth.authenticator import Authenticator, IdentityProvider
@@ -37,6 +37,8 @@ from llm_api.auth.users import UserDirectory
 from llm_api.build_info import build_info
 from llm_api.config import Settings
 from llm_api.contract.spec import spec_bytes
+from llm_api.conversations.projects import Projects
+from llm_api.conversations.service import Conversations
 from llm_api.contract.strict import StrictContract
 from llm_api.crypto import Keyring
 from llm_api.db.lifecycle import open_database
@@ -93,6 +95,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[DATABASE] = database
         app[INSTALLATION] = await load_installation(database)
         app[READINESS].add("database", database.ping)
+        app[CONVERSATIONS] = Conversations(database)
+        app[PROJECTS] = Projects(database)
         app[STARTED_AT] = int(time.time())
         yield
     finally:

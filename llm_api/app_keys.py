@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from llm_api.rate_limit import RateDecision, RateLimiter
     from llm_api.build_info import BuildInfo
     from llm_api.config import Settings
+    from llm_api.conversations.projects import Projects
+    from llm_api.conversations.service import Conversations
     from llm_api.contract.strict import StrictContract
     from llm_api.db.pool import Database
     from llm_api.db.service_state import Installation
@@ -31,6 +33,8 @@ AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 IDENTITY: web.AppKey[IdentityProvider] = web.AppKey("identity")
 API_KEYS: web.AppKey[ApiKeys] = web.AppKey("api_keys")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations")
+PROJECTS: web.AppKey[Projects] = web.AppKey("projects")
 #: The one outbound HTTP session (connection pooling, keep-alive) for identity providers and upstreams.
 HTTP_CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_client")
 #: The operation each bound route serves, keyed by the aiohttp route object.

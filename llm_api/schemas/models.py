@@ -527,6 +527,12 @@ class ConversationUpdateRequest(ApiModel):
         ),
     ] = MISSING
     is_archived: bool | MISSING = MISSING
+    archived: Annotated[
+        bool | MISSING,
+        Field(
+            description="Another spelling of `is_archived` (used when that one is absent)."
+        ),
+    ] = MISSING
 
 
 class ConversationList(ApiModel):
@@ -648,7 +654,7 @@ class FunctionCallItemInput(ApiModel):
     id: Annotated[
         str | MISSING,
         Field(
-            description="An id of the client's choice; generated when absent.",
+            description="An id of the client's choice, unique in its conversation (409 otherwise); generated when absent.",
             pattern="^msg_[a-z0-9]{1,64}$",
         ),
     ] = MISSING
@@ -666,7 +672,7 @@ class FunctionCallOutputItemInput(ApiModel):
     id: Annotated[
         str | MISSING,
         Field(
-            description="An id of the client's choice; generated when absent.",
+            description="An id of the client's choice, unique in its conversation (409 otherwise); generated when absent.",
             pattern="^msg_[a-z0-9]{1,64}$",
         ),
     ] = MISSING
@@ -866,6 +872,18 @@ class ProjectUpdateRequest(ApiModel):
     ] = MISSING
     is_favorite: bool | MISSING = MISSING
     is_archived: bool | MISSING = MISSING
+    favorite: Annotated[
+        bool | MISSING,
+        Field(
+            description="Another spelling of `is_favorite` (used when that one is absent)."
+        ),
+    ] = MISSING
+    archived: Annotated[
+        bool | MISSING,
+        Field(
+            description="Another spelling of `is_archived`, as the original service documents it."
+        ),
+    ] = MISSING
 
 
 class ProjectList(ApiModel):
@@ -1857,7 +1875,7 @@ class MessageItemInput(ApiModel):
     id: Annotated[
         str | MISSING,
         Field(
-            description="An id of the client's choice; generated when absent.",
+            description="An id of the client's choice, unique in its conversation (409 otherwise); generated when absent.",
             pattern="^msg_[a-z0-9]{1,64}$",
         ),
     ] = MISSING

@@ -51,6 +51,11 @@ async def validation_middleware(request: web.Request, handler):
 
 
 def _parameters(request: web.Request, operation: Operation) -> BaseModel | None:
+    # As with unknown body fields: a parameter the operation does not have (a typo such as
+    # `limt=5`) is refused rather than silently ignored.
+    unknown = next((name for name in request.query if name not in operation.query_params), None)
+    if unknown is not None:
+        raise InvalidRequest(f"Unrecognized query parameter: '{unknown}'.", param=unknown, code="unknown_parameter")
     if operation.params_model is None:
         return None
     values: dict[str, object] = {name: request.match_info[name] for name in operation.path_params}
