@@ -24,7 +24,7 @@ from aiohttp import web
 from llm_api import api
 from llm_api.app_keys import (
     API_KEYS, AUTHENTICATOR, BUILD_INFO, CONVERSATIONS, DATABASE, HTTP_CLIENT, IDENTITY, INSTALLATION, RATE_LIMITER, READINESS,
-    PROJECTS, SETTINGS, SPEC_DOCUMENT, STARTED_AT, STRICT_CONTRACT,
+    PROJECTS, SETTINGS, SPEC_DOCUMENT, STARTED_AT, STRICT_CONTRACT, USER_SETTINGS,
 )
 from llm_api.auth.api_keys import ApiKeys
 from llm_api.auth.authenticator import Authenticator, IdentityProvider
@@ -54,6 +54,7 @@ from llm_api.server.rate_limiting import add_rate_limit_headers, rate_limit_midd
 from llm_api.server.request_id import add_request_id_header, request_id_middleware
 from llm_api.server.routing import bind_routes, check_no_stray_routes
 from llm_api.server.validation import validation_middleware
+from llm_api.user_settings import UserSettings
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -97,6 +98,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[READINESS].add("database", database.ping)
         app[CONVERSATIONS] = Conversations(database)
         app[PROJECTS] = Projects(database)
+        app[USER_SETTINGS] = UserSettings(database)
         app[STARTED_AT] = int(time.time())
         yield
     finally:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from llm_api.db.pool import Database
     from llm_api.db.service_state import Installation
     from llm_api.readiness import Readiness
+    from llm_api.user_settings import UserSettings
     from llm_api.schemas.operation import Operation
     from llm_api.server.validation import OperationInput
 
@@ -35,6 +36,7 @@ API_KEYS: web.AppKey[ApiKeys] = web.AppKey("api_keys")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations")
 PROJECTS: web.AppKey[Projects] = web.AppKey("projects")
+USER_SETTINGS: web.AppKey[UserSettings] = web.AppKey("user_settings")
 #: The one outbound HTTP session (connection pooling, keep-alive) for identity providers and upstreams.
 HTTP_CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_client")
 #: The operation each bound route serves, keyed by the aiohttp route object.
