@@ -639,6 +639,9 @@ class ReasoningTextContent(ApiModel):
 
 
 class Annotation(ApiModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: str
 
 
