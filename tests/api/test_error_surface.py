@@ -165,3 +165,21 @@ async def test_query_integers_are_read_as_the_spec_reads_them(client):
         assert error["param"] == "limit", bad
     response = await client.get("/v1/conversations?limit=5", headers=auth)
     assert response.status == 200
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"model": "m", "messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),          # outside an enum
+    ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": "2"}, "n"),               # wrong type
+    ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "max"}, "reasoning_effort"),
+])
+async def test_chat_bodies_are_validated_over_http_naming_the_field(client, body, param):
+    tokens = await (await client.post("/auth/guest-login")).json()
+    response = await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    error = await error_of(response, 400)
+    assert (error["param"], error["type"]) == (param, "invalid_request_error")
+
+
+async def test_an_enum_query_parameter_names_itself(client):
+    tokens = await (await client.post("/auth/guest-login")).json()
+    response = await client.get("/v1/conversations?order=sideways", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert (await error_of(response, 400))["param"] == "order"
