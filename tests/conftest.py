@@ -25,6 +25,8 @@ from psycopg2.extensions import make_dsn
 from llm_api.app import create_app
 from llm_api.config import Settings
 from llm_api.embedded_pg import EmbeddedPostgres, find_pg_bindir
+from tests.fakes.keycloak import FakeKeycloak
+from tests.sql import query
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEST_SECRET_KEY = "test-secret-key-0123456789abcdefghijklmnop"
@@ -67,23 +69,13 @@ def make_database(pg_admin_dsn: str):
 
     def make() -> str:
         name = f"llm_api_test_{secrets.token_hex(6)}"
-        _admin(pg_admin_dsn, f'CREATE DATABASE "{name}"')
+        query(pg_admin_dsn, f'CREATE DATABASE "{name}"')
         created.append(name)
         return make_dsn(pg_admin_dsn, dbname=name)
 
     yield make
     for name in created:
-        _admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(dsn: str, statement: str) -> None:
-    conn = psycopg2.connect(dsn)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
+        query(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -146,6 +138,17 @@ class LiveServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+@pytest.fixture
+async def kc() -> FakeKeycloak:
+    """A wire-level fake Keycloak on a loopback port (see tests/fakes/keycloak.py)."""
+    fake = FakeKeycloak()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,12 @@ import secrets
 import string
 import time
 
-import psycopg2
 import pytest
 
 from llm_api.app import create_app
 from tests.api.test_error_surface import error_of
 from tests.conftest import test_settings
+from tests.sql import query, query_dicts
 
 DAY = 86400
 SLACK = 120  # seconds of tolerance between the test's clock and the database's
@@ -48,23 +48,8 @@ def listed(keys: list[dict], key_id: str) -> dict:
 
 
 def db_row(dsn: str, key_id: str) -> dict:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT * FROM llm_api.api_keys WHERE id = %s", (key_id,))
-            values = cur.fetchone()
-            return dict(zip([column.name for column in cur.description], values))
-    finally:
-        conn.close()
-
-
-def db_execute(dsn: str, statement: str, *args) -> None:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, args)
-    finally:
-        conn.close()
+    [row] = query_dicts(dsn, "SELECT * FROM llm_api.api_keys WHERE id = %s", key_id)
+    return row
 
 
 # --- creation ------------------------------------------------------------------------------------
@@ -218,7 +203,7 @@ async def test_the_sixth_key_is_409_until_one_is_revoked(client):
 async def test_expired_keys_do_not_count_against_the_cap(client, database_dsn):
     user = await guest(client)
     keys = [await create_key(client, user["headers"], name=f"k{n}") for n in range(5)]
-    db_execute(database_dsn, "UPDATE llm_api.api_keys SET expires_at = now() - interval '1 second' WHERE id = %s",
+    query(database_dsn, "UPDATE llm_api.api_keys SET expires_at = now() - interval '1 second' WHERE id = %s",
                keys[0]["id"])
     await create_key(client, user["headers"], name="replacement")
 
@@ -298,7 +283,7 @@ async def test_expired_key_is_401_and_listed_as_expired(client, database_dsn):
     user = await guest(client)
     key = await create_key(client, user["headers"])
     assert (await client.get("/auth/me", headers={"X-API-Key": key["key"]})).status == 200
-    db_execute(database_dsn, "UPDATE llm_api.api_keys SET expires_at = now() - interval '1 second' WHERE id = %s",
+    query(database_dsn, "UPDATE llm_api.api_keys SET expires_at = now() - interval '1 second' WHERE id = %s",
                key["id"])
     for headers in ({"X-API-Key": key["key"]}, {"Authorization": f"Bearer {key['key']}"}):
         error = await error_of(await client.get("/auth/me", headers=headers), 401)

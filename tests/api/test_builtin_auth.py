@@ -6,11 +6,11 @@ import asyncio
 import time
 
 import jwt
-import psycopg2
 import pytest
 
 from llm_api.app import create_app
 from tests.conftest import test_settings
+from tests.sql import query as rows
 
 TOKEN_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in", "expires_at", "refresh_expires_in",
                 "user_id", "username", "principal_id"}
@@ -24,16 +24,6 @@ async def guest(client) -> dict:
 
 def bearer(tokens: dict) -> dict:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
-
-
-def rows(dsn: str, sql: str, *params) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.mark.parametrize("path", ["/auth/guest-login", "/llm/auth/guest-login"])

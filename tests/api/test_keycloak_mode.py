@@ -12,27 +12,17 @@ import secrets
 import time
 
 import jwt
-import psycopg2
 import pytest
 
 from llm_api.app import create_app
 from tests.api.test_error_surface import error_of
 from tests.conftest import free_port, test_settings
 from tests.fakes.keycloak import FakeKeycloak
+from tests.sql import query
 
 ADMIN_USER = {"KEYCLOAK_ADMIN": "admin", "KEYCLOAK_ADMIN_PASSWORD": "admin"}
 BACKEND_CLIENT = {"BACKEND_CLIENT_ID": "backend", "BACKEND_CLIENT_SECRET": "backend-secret"}
 MIN_REFETCH_INTERVAL = 10.0  # RemoteJwks: an unknown kid refetches the JWKS at most this often
-
-
-@pytest.fixture
-async def kc():
-    fake = FakeKeycloak()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture
@@ -65,14 +55,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def user_rows(dsn: str, issuer: str, subject: str) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT id, username, is_guest FROM llm_api.users WHERE issuer = %s AND subject = %s",
-                        (issuer, subject))
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return query(dsn, "SELECT id, username, is_guest FROM llm_api.users WHERE issuer = %s AND subject = %s", issuer, subject)
 
 
 async def me(client, token: str, prefix: str = ""):

@@ -23,13 +23,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg2
 import pytest
 import yaml
-from psycopg2.extras import RealDictCursor
 
 from llm_api.contract.spec import spec_bytes
 from tests.api.test_error_surface import ENVELOPE_KEYS
+from tests.sql import query, query_dicts
 
 # Path parameters that name a user's object, and the prefix of their ids.
 ID_PARAMS = {"conversation_id": "conv", "item_id": "msg", "project_id": "proj", "key_id": "key"}
@@ -232,17 +231,11 @@ def db_snapshot(dsn: str, user_id: str) -> dict:
                     WHERE c.user_id = %s ORDER BY i.seq""",
         "api_keys": "SELECT * FROM llm_api.api_keys WHERE user_id = %s ORDER BY id",
     }
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor(cursor_factory=RealDictCursor) as cur:
-            snapshot = {}
-            for name, sql in queries.items():
-                cur.execute(sql, (user_id,))
-                snapshot[name] = [{column: bytes(value) if isinstance(value, memoryview) else value
-                                   for column, value in row.items()} for row in cur.fetchall()]
-            return snapshot
-    finally:
-        conn.close()
+    return {
+        name: [{column: bytes(value) if isinstance(value, memoryview) else value for column, value in row.items()}
+               for row in query_dicts(dsn, sql, user_id)]
+        for name, sql in queries.items()
+    }
 
 
 def without_key_use(snapshot: dict) -> dict:
@@ -251,13 +244,7 @@ def without_key_use(snapshot: dict) -> dict:
 
 
 def db_count(dsn: str, sql: str, *params) -> int:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
+    return query(dsn, sql, *params)[0][0]
 
 
 async def assert_still_works_for(client, user: User) -> None:

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.test_builtin_auth import guest, rows
-from tests.api.test_conversations import Caller
+from tests.api.test_builtin_auth import rows
 
 PROJECT_KEYS = {"id", "object", "name", "instruction", "is_favorite", "is_archived", "archived_at", "created_at",
                 "updated_at"}
-
-
-@pytest.fixture
-async def me(client) -> Caller:
-    return Caller(client, await guest(client))
-
-
-@pytest.fixture
-async def someone_else(client) -> Caller:
-    return Caller(client, await guest(client))
 
 
 async def test_create_answers_201_with_the_project(me):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import psycopg2
 import pytest
 
 from llm_api.app import create_app
 from tests.api.test_error_surface import error_of
 from tests.conftest import test_settings
+from tests.sql import query
 
 LIMIT_HEADER = "X-RateLimit-Limit-Minute"
 REMAINING_HEADER = "X-RateLimit-Remaining-Minute"
@@ -38,16 +38,6 @@ async def guest_user(client) -> tuple[dict, str]:
     assert response.status == 201, await response.text()
     body = await response.json()
     return {"Authorization": f"Bearer {body['access_token']}"}, body["user_id"]
-
-
-def db_execute(dsn: str, statement: str, *args) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 async def assert_limited(response, limit: int) -> dict:
@@ -87,7 +77,7 @@ async def test_a_refused_request_does_not_run(aiohttp_client, fresh_dsn):
     for _ in range(2):
         assert (await client.get("/auth/api-keys", headers=headers)).status == 200
     await assert_limited(await client.post("/auth/api-keys", json={"name": "laptop"}, headers=headers), 2)
-    assert db_execute(fresh_dsn, "SELECT count(*) FROM llm_api.api_keys WHERE user_id = %s", user_id) == [(0,)]
+    assert query(fresh_dsn, "SELECT count(*) FROM llm_api.api_keys WHERE user_id = %s", user_id) == [(0,)]
 
 
 # --- exemptions and scope --------------------------------------------------------------------------
@@ -106,7 +96,7 @@ async def test_health_routes_are_exempt(aiohttp_client, fresh_dsn):
             assert REMAINING_HEADER not in response.headers
             assert "Retry-After" not in response.headers
     # Health calls were not counted either.
-    [(count,)] = db_execute(fresh_dsn, "SELECT count FROM llm_api.rate_limits WHERE key = 'ip:127.0.0.1'")
+    [(count,)] = query(fresh_dsn, "SELECT count FROM llm_api.rate_limits WHERE key = 'ip:127.0.0.1'")
     assert count == 3
 
 
@@ -149,7 +139,7 @@ async def test_anonymous_calls_are_limited_per_address(aiohttp_client, fresh_dsn
     response = await client.get("/v1/models", headers=headers)
     assert response.status == 200
     assert response.headers[REMAINING_HEADER] == "2"
-    keys = {key for (key,) in db_execute(fresh_dsn, "SELECT key FROM llm_api.rate_limits")}
+    keys = {key for (key,) in query(fresh_dsn, "SELECT key FROM llm_api.rate_limits")}
     assert keys == {"ip:127.0.0.1", f"user:{user_id}"}
 
 
@@ -200,7 +190,7 @@ async def test_limit_zero_turns_limits_off(aiohttp_client, fresh_dsn):
     for response in responses:
         assert response.status in (200, 201), await response.text()
         assert LIMIT_HEADER not in response.headers and REMAINING_HEADER not in response.headers
-    assert db_execute(fresh_dsn, "SELECT count(*) FROM llm_api.rate_limits") == [(0,)]
+    assert query(fresh_dsn, "SELECT count(*) FROM llm_api.rate_limits") == [(0,)]
 
 
 # --- X-Forwarded-For ---------------------------------------------------------------------------------
@@ -210,7 +200,7 @@ async def test_forwarded_for_is_ignored_without_a_gateway(aiohttp_client, fresh_
     for n in range(3):
         assert (await client.post("/auth/guest-login", headers={"X-Forwarded-For": f"198.51.100.{n}"})).status == 201
     await assert_limited(await client.post("/auth/guest-login", headers={"X-Forwarded-For": "198.51.100.99"}), 3)
-    assert db_execute(fresh_dsn, "SELECT key FROM llm_api.rate_limits") == [("ip:127.0.0.1",)]
+    assert query(fresh_dsn, "SELECT key FROM llm_api.rate_limits") == [("ip:127.0.0.1",)]
 
 
 async def test_forwarded_for_is_ignored_with_a_wrong_gateway_secret(aiohttp_client, fresh_dsn):
@@ -220,7 +210,7 @@ async def test_forwarded_for_is_ignored_with_a_wrong_gateway_secret(aiohttp_clie
         headers = {"X-Forwarded-For": f"198.51.100.{n}", "X-Gateway-Secret": wrong}
         assert (await client.post("/auth/guest-login", headers=headers)).status == 201
     await assert_limited(await client.post("/auth/guest-login", headers={"X-Forwarded-For": "198.51.100.7"}), 2)
-    assert db_execute(fresh_dsn, "SELECT key FROM llm_api.rate_limits") == [("ip:127.0.0.1",)]
+    assert query(fresh_dsn, "SELECT key FROM llm_api.rate_limits") == [("ip:127.0.0.1",)]
 
 
 async def test_forwarded_for_is_honoured_from_the_gateway(aiohttp_client, fresh_dsn):
@@ -237,7 +227,7 @@ async def test_forwarded_for_is_honoured_from_the_gateway(aiohttp_client, fresh_
     assert response.status == 201
     assert response.headers[REMAINING_HEADER] == "1"
     assert (await client.post("/auth/guest-login")).headers[REMAINING_HEADER] == "1"
-    keys = {key for (key,) in db_execute(fresh_dsn, "SELECT key FROM llm_api.rate_limits")}
+    keys = {key for (key,) in query(fresh_dsn, "SELECT key FROM llm_api.rate_limits")}
     assert keys == {"ip:203.0.113.1", "ip:203.0.113.2", "ip:127.0.0.1"}
 
 
@@ -251,12 +241,12 @@ async def test_the_budget_comes_back_when_the_window_closes(aiohttp_client, fres
     await assert_limited(await client.get("/v1/models", headers=headers), 3)
     key = f"user:{user_id}"
     # 30 s into the window: still refused, and Retry-After says when the window closes.
-    db_execute(fresh_dsn, "UPDATE llm_api.rate_limits SET window_start = now() - interval '30 seconds' WHERE key = %s", key)
+    query(fresh_dsn, "UPDATE llm_api.rate_limits SET window_start = now() - interval '30 seconds' WHERE key = %s", key)
     response = await client.get("/v1/models", headers=headers)
     await assert_limited(response, 3)
     assert 29 <= int(response.headers["Retry-After"]) <= 31
     # 61 s after it opened the window is over: a new one opens with this request.
-    db_execute(fresh_dsn, "UPDATE llm_api.rate_limits SET window_start = now() - interval '61 seconds' WHERE key = %s", key)
+    query(fresh_dsn, "UPDATE llm_api.rate_limits SET window_start = now() - interval '61 seconds' WHERE key = %s", key)
     response = await client.get("/v1/models", headers=headers)
     assert response.status == 200
     assert response.headers[REMAINING_HEADER] == "2"

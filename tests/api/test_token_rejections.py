@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 
 import jwt
-import psycopg2
 import pytest
 from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import RSAAlgorithm
@@ -27,6 +26,7 @@ from llm_api.app import create_app
 from tests.api.test_error_surface import error_of
 from tests.conftest import test_settings
 from tests.fakes.keycloak import FakeKeycloak
+from tests.sql import query
 
 PROTECTED = ["/auth/me", "/v1/models"]
 BUILTIN_ISSUER = "llm-api"
@@ -83,13 +83,7 @@ def access_claims(issuer: str, subject: str, **overrides) -> dict:
 
 
 def db_count(dsn: str, sql: str, *args) -> int:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
+    return query(dsn, sql, *args)[0][0]
 
 
 def rows_for_subject(dsn: str, subject: str) -> int:
@@ -120,16 +114,6 @@ async def assert_accepted(client, token: str) -> dict:
 
 
 # --- Keycloak mode --------------------------------------------------------------------------------------------
-
-@pytest.fixture
-async def kc():
-    fake = FakeKeycloak()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
-
 
 @pytest.fixture
 async def api(aiohttp_client, database_dsn, kc):

@@ -17,20 +17,11 @@ import psycopg2
 import pytest
 
 from llm_api.db.migrate import _LOCK_KEY, MigrationError, default_directory, discover, migrate
+from tests.sql import query
 
 INITIAL = Path(__file__).resolve().parents[2] / "migrations" / "0001_initial.sql"
 #: Every migration shipped, in order: what a fresh database ends up with.
 SHIPPED = discover(default_directory())
-
-
-def query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def applied_rows(dsn: str) -> list[tuple]:
@@ -42,7 +33,7 @@ def installation_ids(dsn: str) -> list[str]:
 
 
 def table_exists(dsn: str, name: str) -> bool:
-    return query(dsn, "SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]
+    return query(dsn, "SELECT to_regclass(%s) IS NOT NULL", name)[0][0]
 
 
 @contextmanager

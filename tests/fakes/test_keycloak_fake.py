@@ -14,16 +14,6 @@ OIDC = "protocol/openid-connect"
 
 
 @pytest.fixture
-async def kc():
-    fake = FakeKeycloak()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
-
-
-@pytest.fixture
 async def http():
     async with aiohttp.ClientSession() as session:
         yield session
