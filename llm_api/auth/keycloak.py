@@ -55,10 +55,18 @@ class KeycloakClient:
         await self._call("POST", f"{users}/{user_id}/role-mappings/realm", headers=admin, json=[role.json], expect=(204,))
         await self._call("PUT", f"{users}/{user_id}/reset-password", headers=admin,
                          json={"type": "password", "value": password, "temporary": False}, expect=(204,))
-        return await self._token({"grant_type": "password", "username": username, "password": password, **self._client_form()})
+        form = {"grant_type": "password", "username": username, "password": password, **self._client_form()}
+        try:
+            return await self._token(form)
+        except _Refused as refusal:  # the guest was just made: Keycloak's set-up is at fault, not the caller
+            raise _misconfigured("the new guest's sign-in", refusal) from None
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
-        return await self._token({"grant_type": "refresh_token", "refresh_token": refresh_token, **self._client_form()})
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token, **self._client_form()}
+        try:
+            return await self._token(form)
+        except _Refused as refusal:
+            raise Unauthorized(f"Keycloak refused the refresh token: {refusal.description}", code="invalid_refresh_token") from None
 
     async def logout(self, refresh_token: str) -> None:
         """End the Keycloak session; best effort, as logging out must always succeed for the client."""
@@ -84,7 +92,10 @@ class KeycloakClient:
                     "Guest login needs Keycloak admin credentials (KEYCLOAK_ADMIN and KEYCLOAK_ADMIN_PASSWORD, "
                     "or BACKEND_CLIENT_ID and BACKEND_CLIENT_SECRET).", param="keycloak", code="identity_provider_not_configured",
                 )
-            tokens = await self._token(form, url=url, refused=UpstreamError)
+            try:
+                tokens = await self._token(form, url=url)
+            except _Refused as refusal:
+                raise _misconfigured("the admin sign-in", refusal) from None
             # Renew a little early, so a token never expires between the check and its use.
             self._admin_token = (tokens["access_token"], time.monotonic() + max(int(tokens.get("expires_in", 60)) - 30, 5))
         return {"Authorization": f"Bearer {self._admin_token[0]}"}
@@ -96,13 +107,9 @@ class KeycloakClient:
             form["client_secret"] = self._settings.backend_client_secret
         return form
 
-    async def _token(self, form: dict, *, url: str | None = None, refused: type = Unauthorized) -> dict[str, Any]:
-        try:
-            response = await self._call("POST", url or self._token_url, data=form, expect=(200,))
-        except _Refused as refusal:
-            raise refused(f"Keycloak refused the token request: {refusal.description}", code="invalid_refresh_token"
-                          if form.get("grant_type") == "refresh_token" else "identity_provider_error") from None
-        return response.json
+    async def _token(self, form: dict, *, url: str | None = None) -> dict[str, Any]:
+        """A token endpoint's answer; raises _Refused when Keycloak turns the grant down."""
+        return (await self._call("POST", url or self._token_url, data=form, expect=(200,))).json
 
     async def _call(self, method: str, url: str, *, expect: tuple[int, ...], **kwargs) -> _Response:
         try:
@@ -119,6 +126,10 @@ class KeycloakClient:
             f"Keycloak answered {result.status} to {method} {url.removeprefix(self._base)}: {result.description}",
             code="identity_provider_error",
         )
+
+
+def _misconfigured(step: str, refusal: _Refused) -> UpstreamError:
+    return UpstreamError(f"Keycloak refused {step}: {refusal.description}", code="identity_provider_error")
 
 
 class _Refused(Exception):

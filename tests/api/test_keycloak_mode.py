@@ -340,3 +340,13 @@ async def test_only_realm_roles_and_our_clients_roles_count(api, kc):
     ours = kc.issue_token("carol", resource_access={"jan-client": {"roles": ["admin"]}})
     described = await (await api.get("/auth/me", headers=bearer(ours))).json()
     assert described["is_admin"] is True
+
+
+async def test_a_keycloak_that_refuses_the_new_guest_is_a_502(make_client, kc):
+    # CLIENT names a client the realm does not have: Keycloak refuses the guest's own sign-in.
+    client = await make_client(CLIENT="no-such-client", **ADMIN_USER)
+    response = await client.post("/auth/guest-login")
+    assert response.status == 502, await response.text()
+    error = (await response.json())["error"]
+    assert (error["type"], error["code"]) == ("upstream_error", "identity_provider_error")
+    assert "sign-in" in error["message"]
