@@ -29,7 +29,7 @@ def operations_module(ops: list[OperationSpec]) -> str:
 
 
 def _fields(op: OperationSpec):
-    by_location = {loc: tuple(p.name for p in op.parameters if p.location == loc) for loc in ("path", "query", "cookie")}
+    by_location = {loc: tuple(p.name for p in op.parameters if p.location == loc) for loc in ("path", "query", "header", "cookie")}
     arrays = sorted(p.name for p in op.parameters if p.location == "query" and p.is_array)
     typed = {p.name: p.json_type for p in op.parameters if p.json_type != "string"}
     slashes = sorted(p.name for p in op.parameters if p.location == "path" and p.allow_slashes)
@@ -45,6 +45,7 @@ def _fields(op: OperationSpec):
     yield "query_params", repr(by_location["query"])
     yield "array_query_params", f"frozenset({arrays!r})" if arrays else "frozenset()"
     yield "param_types", f"MappingProxyType({dict(sorted(typed.items()))!r})" if typed else "MappingProxyType({})"
+    yield "header_params", repr(by_location["header"])
     yield "cookie_params", repr(by_location["cookie"])
     yield "slash_params", f"frozenset({slashes!r})" if slashes else "frozenset()"
     yield "body_model", f"models.{op.body_schema_name}" if op.body_schema_name else "None"

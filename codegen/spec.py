@@ -19,7 +19,7 @@ class SpecError(ValueError):
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    location: str  # path | query | cookie
+    location: str  # path | query | header | cookie
     required: bool
     schema: dict[str, Any]
     allow_slashes: bool
@@ -103,7 +103,7 @@ def _merge_parameters(spec, shared, own, operation_id) -> tuple[Parameter, ...]:
     for raw in [*shared, *own]:  # operation-level parameters override path-level ones
         resolved = _resolve(spec, raw)
         location = resolved["in"]
-        if location not in ("path", "query", "cookie"):
+        if location not in ("path", "query", "header", "cookie"):
             raise SpecError(f"{operation_id}: parameters in {location!r} are not supported")
         schema = copy.deepcopy(resolved["schema"])
         if "description" in resolved and "$ref" not in schema:
@@ -177,7 +177,7 @@ def with_parameter_schemas(spec: dict[str, Any], ops: list[OperationSpec]) -> di
         schemas[name] = {
             "type": "object",
             "additionalProperties": False,
-            "description": f"The parameters of {op.operation_id} (path, query and cookie).",
+            "description": f"The parameters of {op.operation_id} (path, query, header and cookie).",
             "required": [p.name for p in op.parameters if p.required],
             "properties": {p.name: p.schema for p in op.parameters},
         }

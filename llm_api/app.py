@@ -15,6 +15,8 @@ Routes are bound from the operations of openapi.yaml (see ``server.routing``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -22,9 +24,11 @@ import aiohttp
 from aiohttp import web
 
 from llm_api import api
+from opentelemetry import trace
+
 from llm_api.app_keys import (
-    API_KEYS, AUTHENTICATOR, BUILD_INFO, CONVERSATIONS, DATABASE, HTTP_CLIENT, IDENTITY, INSTALLATION, RATE_LIMITER, READINESS,
-    PROJECTS, SETTINGS, SPEC_DOCUMENT, STARTED_AT, STRICT_CONTRACT, USER_SETTINGS,
+    API_KEYS, AUTHENTICATOR, BUILD_INFO, CHAT, CONVERSATIONS, DATABASE, HTTP_CLIENT, IDENTITY, INSTALLATION, PROJECTS,
+    PROVIDERS, RATE_LIMITER, READINESS, SETTINGS, SPEC_DOCUMENT, STARTED_AT, STRICT_CONTRACT, TRACER_PROVIDER, USER_SETTINGS,
 )
 from llm_api.auth.api_keys import ApiKeys
 from llm_api.auth.authenticator import Authenticator, IdentityProvider
@@ -35,6 +39,7 @@ from llm_api.auth.keycloak_identity import KeycloakIdentity
 from llm_api.auth.remote_jwks import RemoteJwks
 from llm_api.auth.users import UserDirectory
 from llm_api.build_info import build_info
+from llm_api.chat.service import Chat
 from llm_api.config import Settings
 from llm_api.contract.spec import spec_bytes
 from llm_api.conversations.projects import Projects
@@ -43,6 +48,8 @@ from llm_api.contract.strict import StrictContract
 from llm_api.crypto import Keyring
 from llm_api.db.lifecycle import open_database
 from llm_api.db.service_state import load_installation
+from llm_api.observability.tracing import client_trace_configs, tracer_provider_for
+from llm_api.providers.service import Providers
 from llm_api.rate_limit import RateLimiter
 from llm_api.readiness import Readiness
 from llm_api.schemas.operations import OPERATIONS
@@ -57,8 +64,11 @@ from llm_api.server.validation import validation_middleware
 from llm_api.user_settings import UserSettings
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the application. The database is opened when the app starts, not here."""
+def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | None = None) -> web.Application:
+    """Build the application. The database is opened when the app starts, not here.
+
+    ``tracer_provider`` replaces the one OTEL_* settings describe (tests pass one that records in memory).
+    """
     if not settings.db_dsn:
         raise ValueError("create_app needs settings.db_dsn; `llm-api serve` starts an embedded PostgreSQL when none is set")
     if not settings.secret_key:
@@ -78,9 +88,11 @@ def create_app(settings: Settings) -> web.Application:
     if settings.strict_contract:
         app[STRICT_CONTRACT] = StrictContract(app[SPEC_DOCUMENT])
     app[READINESS] = Readiness()
+    app[TRACER_PROVIDER] = tracer_provider or tracer_provider_for(settings)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_identity)
+    app.cleanup_ctx.append(_providers)
     app.on_response_prepare.append(add_request_id_header)
     app.on_response_prepare.append(add_principal_headers)
     app.on_response_prepare.append(add_rate_limit_headers)
@@ -106,7 +118,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(trace_configs=client_trace_configs(app[TRACER_PROVIDER])) as session:
         app[HTTP_CLIENT] = session
         yield
 
@@ -125,6 +137,24 @@ async def _identity(app: web.Application) -> AsyncIterator[None]:
     if settings.rate_limit_per_minute > 0:
         app[RATE_LIMITER] = RateLimiter(database, settings.rate_limit_per_minute)
     yield
+
+
+async def _providers(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    providers = Providers(app[DATABASE], Keyring(settings.secret_key), settings, app[HTTP_CLIENT])
+    await providers.start()
+    app[PROVIDERS] = providers
+    app[CHAT] = Chat(
+        providers, app[CONVERSATIONS], app[PROJECTS], settings, app[TRACER_PROVIDER].get_tracer("llm_api.chat"),
+        check_chunks=settings.strict_contract,
+    )
+    refresher = asyncio.create_task(providers.run())
+    try:
+        yield
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
 
 
 async def _identity_provider(app: web.Application, keyring: Keyring, directory: UserDirectory) -> IdentityProvider:

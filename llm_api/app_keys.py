@@ -9,17 +9,21 @@ from aiohttp import web
 if TYPE_CHECKING:
     import aiohttp
 
+    from opentelemetry.trace import TracerProvider
+
     from llm_api.auth.api_keys import ApiKeys
     from llm_api.auth.authenticator import Authenticator, IdentityProvider
     from llm_api.auth.principal import Principal
     from llm_api.rate_limit import RateDecision, RateLimiter
     from llm_api.build_info import BuildInfo
+    from llm_api.chat.service import Chat
     from llm_api.config import Settings
     from llm_api.conversations.projects import Projects
     from llm_api.conversations.service import Conversations
     from llm_api.contract.strict import StrictContract
     from llm_api.db.pool import Database
     from llm_api.db.service_state import Installation
+    from llm_api.providers.service import Providers
     from llm_api.readiness import Readiness
     from llm_api.user_settings import UserSettings
     from llm_api.schemas.operation import Operation
@@ -37,6 +41,9 @@ RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations")
 PROJECTS: web.AppKey[Projects] = web.AppKey("projects")
 USER_SETTINGS: web.AppKey[UserSettings] = web.AppKey("user_settings")
+PROVIDERS: web.AppKey[Providers] = web.AppKey("providers")
+CHAT: web.AppKey[Chat] = web.AppKey("chat")
+TRACER_PROVIDER: web.AppKey[TracerProvider] = web.AppKey("tracer_provider")
 #: The one outbound HTTP session (connection pooling, keep-alive) for identity providers and upstreams.
 HTTP_CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_client")
 #: The operation each bound route serves, keyed by the aiohttp route object.

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from llm_api.providers.sources import ProviderConfigError, ProviderSpec, from_file
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -114,6 +116,27 @@ class Settings(BaseModel):
     gateway_shared_secret: OptionalSecret = Field(None, alias="GATEWAY_SHARED_SECRET")
     rate_limit_per_minute: int = Field(100, alias="RATE_LIMIT_PER_MINUTE", ge=0)
 
+    # Providers: a YAML file, environment shortcuts, and the admin API (all merged).
+    providers_config_file: Annotated[Path | None, BeforeValidator(_blank_is_unset)] = Field(None, alias="PROVIDERS_CONFIG_FILE")
+    #: The file's providers, read (with ``${VAR}`` replaced) by ``from_env``; not an environment variable.
+    file_providers: tuple[ProviderSpec, ...] = Field((), exclude=True, repr=False)
+    openai_api_key: OptionalText = Field(None, alias="OPENAI_API_KEY")
+    openai_base_url: OptionalUrl = Field(None, alias="OPENAI_BASE_URL")
+    anthropic_api_key: OptionalText = Field(None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: OptionalUrl = Field(None, alias="ANTHROPIC_BASE_URL")
+    vllm_base_url: OptionalUrl = Field(None, alias="VLLM_BASE_URL")
+    vllm_api_key: OptionalText = Field(None, alias="VLLM_API_KEY")
+    ollama_base_url: OptionalUrl = Field(None, alias="OLLAMA_BASE_URL")
+    model_sync_interval: Seconds = Field(600.0, alias="MODEL_SYNC_INTERVAL")
+    provider_refresh_interval: Seconds = Field(30.0, alias="PROVIDER_REFRESH_INTERVAL")
+
+    # Calls to providers
+    upstream_connect_timeout: Seconds = Field(10.0, alias="UPSTREAM_CONNECT_TIMEOUT")
+    upstream_timeout: Seconds = Field(600.0, alias="UPSTREAM_TIMEOUT")
+    stream_timeout: Seconds = Field(600.0, alias="STREAM_TIMEOUT")
+    upstream_retries: int = Field(2, alias="UPSTREAM_RETRIES", ge=0, le=10)
+    sse_keepalive_interval: Seconds = Field(15.0, alias="SSE_KEEPALIVE_INTERVAL")
+
     # Tracing
     otel_enabled: bool = Field(False, alias="OTEL_ENABLED")
     otel_service_name: str = Field("llm-api", alias="OTEL_SERVICE_NAME", min_length=1)
@@ -144,6 +167,12 @@ class Settings(BaseModel):
             raise SettingsError("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")
         if settings.jwks_url and not settings.keycloak_base_url and not settings.issuer:
             raise SettingsError("ISSUER: required when JWKS_URL is set without KEYCLOAK_BASE_URL")
+        if settings.providers_config_file:
+            try:
+                specs = from_file(settings.providers_config_file, environ)
+            except ProviderConfigError as error:
+                raise SettingsError(str(error)) from None
+            settings = settings.model_copy(update={"file_providers": specs})
         return settings
 
     @property

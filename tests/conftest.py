@@ -91,7 +91,7 @@ def test_settings(dsn: str, **overrides: object) -> Settings:
               # Most tests make many requests as one caller; the rate-limit tests turn the limit on.
               "RATE_LIMIT_PER_MINUTE": 0}
     values.update(overrides)
-    return Settings.model_validate(values)
+    return Settings.from_env(values)
 
 
 test_settings.__test__ = False  # a helper, not a test

@@ -37,8 +37,8 @@ def test_a_handler_without_an_operation_stops_start_up():
 
 
 def test_a_planned_operation_with_a_handler_stops_start_up():
-    with pytest.raises(RoutingError, match="createChatCompletion has a handler but is marked x-planned"):
-        bind_routes(web.Application(), OPERATIONS, {**api.handlers(), "create_chat_completion": _handler})
+    with pytest.raises(RoutingError, match="getMetrics has a handler but is marked x-planned"):
+        bind_routes(web.Application(), OPERATIONS, {**api.handlers(), "get_metrics": _handler})
 
 
 def test_a_route_added_by_hand_stops_start_up():

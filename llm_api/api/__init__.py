@@ -10,9 +10,9 @@ from __future__ import annotations
 import inspect
 from types import ModuleType
 
-from llm_api.api import auth, conversations, health, meta, models, projects, settings
+from llm_api.api import admin_providers, auth, chat, conversations, health, meta, models, projects, settings
 
-MODULES: tuple[ModuleType, ...] = (auth, conversations, health, meta, models, projects, settings)
+MODULES: tuple[ModuleType, ...] = (admin_providers, auth, chat, conversations, health, meta, models, projects, settings)
 
 
 def handlers(modules: tuple[ModuleType, ...] = MODULES) -> dict:

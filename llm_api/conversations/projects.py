@@ -30,6 +30,11 @@ class Projects:
             raise _missing(project_id)
         return project
 
+    async def instruction(self, user_id: str, project_id: str) -> str | None:
+        """The project's instruction; None when it has none or is gone (deleted since it was filed)."""
+        project = await projects.get(self._db, user_id=user_id, project_id=project_id)
+        return project["instruction"] if project is not None else None
+
     async def page(self, user_id: str, params: models.ListProjectsParams) -> tuple[list[dict], bool, int]:
         rows, total = await projects.page(
             self._db, user_id=user_id, after=given(params.after), order=params.order, limit=params.limit + 1

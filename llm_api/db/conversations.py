@@ -49,7 +49,12 @@ _UPDATE = Query(
         updated_at=sa.func.now(),
     ).returning(conversations)
 )
-_TOUCH = Query(sa.update(conversations).where(_this).values(updated_at=sa.func.now()).returning(conversations))
+# Touching also gives an untitled conversation the title passed, if any.
+_TOUCH = Query(
+    sa.update(conversations).where(_this).values(
+        updated_at=sa.func.now(), title=sa.func.coalesce(conversations.c.title, sa.bindparam("title", type_=sa.Text)),
+    ).returning(conversations)
+)
 _DELETE = Query(sa.delete(conversations).where(_this).returning(conversations.c.id))
 
 # Items: the conversation is checked for ownership by the caller before any of these run.
@@ -94,9 +99,10 @@ async def update(db: Database, *, user_id: str, conversation_id: str, changes: d
     return rows[0] if rows else None
 
 
-async def touch(tx: Transaction | Database, *, user_id: str, conversation_id: str) -> dict | None:
-    """Mark the conversation changed now; the conversation, or None when there is no such one."""
-    rows = await tx.fetch_all(_TOUCH, user_id=user_id, id=conversation_id)
+async def touch(tx: Transaction | Database, *, user_id: str, conversation_id: str, title: str | None = None) -> dict | None:
+    """Mark the conversation changed now (titled ``title`` if it has no title); the conversation, or
+    None when there is no such one."""
+    rows = await tx.fetch_all(_TOUCH, user_id=user_id, id=conversation_id, title=title)
     return rows[0] if rows else None
 
 

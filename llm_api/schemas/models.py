@@ -918,6 +918,15 @@ class Model(ApiModel):
         str, Field(description="The name of the provider that serves it.")
     ]
     display_name: str | MISSING = MISSING
+    provider_id: Annotated[
+        str | MISSING, Field(description="With `X-Provider-Data: true` only.")
+    ] = MISSING
+    provider_vendor: Annotated[
+        str | MISSING, Field(description="With `X-Provider-Data: true` only.")
+    ] = MISSING
+    provider_name: Annotated[
+        str | MISSING, Field(description="With `X-Provider-Data: true` only.")
+    ] = MISSING
 
 
 class ModelList(ApiModel):
@@ -1021,7 +1030,7 @@ class ProviderCreateRequest(ApiModel):
     models: Annotated[
         list[ModelIdentifier] | None | MISSING,
         Field(
-            description='The provider\'s own model ids; `null` or absent means "list them from the provider".',
+            description='The provider\'s own model ids (repeats are ignored); `null` or absent means "list them from the provider".',
             max_length=1000,
         ),
     ] = MISSING
@@ -1061,7 +1070,7 @@ class ProviderUpdateRequest(ApiModel):
     models: Annotated[
         list[ModelIdentifier] | None | MISSING,
         Field(
-            description='The provider\'s own model ids; `null` or absent means "list them from the provider".',
+            description='The provider\'s own model ids (repeats are ignored); `null` or absent means "list them from the provider".',
             max_length=1000,
         ),
     ] = MISSING
@@ -1348,6 +1357,19 @@ class UpdateProjectParams(ApiModel):
         extra="forbid",
     )
     project_id: Annotated[str, Field(pattern="^proj_[a-z0-9]{1,64}$")]
+
+
+class ListModelsParams(ApiModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    X_Provider_Data: Annotated[
+        bool | MISSING,
+        Field(
+            alias="X-Provider-Data",
+            description="`true` lists one entry per provider serving each model.",
+        ),
+    ] = MISSING
 
 
 class GetModelCatalogParams(ApiModel):
@@ -1985,7 +2007,8 @@ class CreateChatCompletionRequest(ApiModel):
     disable_prompt_modules: Annotated[
         list[Literal["project_instruction", "profile", "memory"]] | None | MISSING,
         Field(
-            description="Jan extension. Prompt-assembly modules to skip for this request."
+            description="Jan extension. Prompt-assembly modules to skip for this request (repeats are ignored).",
+            max_length=16,
         ),
     ] = MISSING
     top_k: Annotated[

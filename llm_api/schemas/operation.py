@@ -28,7 +28,7 @@ class Operation:
     admin_only: bool
     #: False for operations marked ``x-rate-limited: false`` (health): no rate limit applies.
     rate_limited: bool
-    #: Path, query and cookie parameters together, validated in one model; None without parameters.
+    #: Path, query, header and cookie parameters together, validated in one model; None without parameters.
     params_model: type[BaseModel] | None
     path_params: tuple[str, ...]
     query_params: tuple[str, ...]
@@ -36,6 +36,8 @@ class Operation:
     array_query_params: frozenset[str]
     #: The JSON type of every parameter that is not a string (``integer``, ``array:string`` ...).
     param_types: Mapping[str, str]
+    #: Header parameters, by the name the contract gives them (looked up case-insensitively).
+    header_params: tuple[str, ...]
     cookie_params: tuple[str, ...]
     #: Path parameters whose value may contain ``/`` (``x-allow-slashes``), routed greedily.
     slash_params: frozenset[str]

@@ -65,6 +65,9 @@ def _parameters(request: web.Request, operation: Operation) -> BaseModel | None:
                 values[name] = request.query.getall(name)
         elif name in request.query:
             values[name] = request.query[name]  # the first, when repeated, as openapi-core reads it
+    for name in operation.header_params:
+        if name in request.headers:
+            values[name] = request.headers[name]
     for name in operation.cookie_params:
         if name in request.cookies:
             values[name] = request.cookies[name]

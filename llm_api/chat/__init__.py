@@ -1,0 +1,1 @@
+"""Chat completions: the request as sent upstream, prompt assembly, failover, streaming and storage."""

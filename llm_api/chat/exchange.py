@@ -1,0 +1,105 @@
+"""One exchange as conversation items, in the OpenAI Conversations API's shapes.
+
+The request's last message is the new input (clients send the history they already have, as the
+Jan apps do; storing only the last message keeps a conversation free of duplicates). The answer
+becomes an assistant message (``incomplete`` when it was cut short), followed by a
+``function_call`` item per tool call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_api.ids import new_id
+
+_TITLE_LENGTH = 60
+
+
+def input_items(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows for the request's last message."""
+    role = message["role"]
+    if role == "tool":
+        return [_row("function_call_output", None, "completed", {"call_id": message["tool_call_id"], "output": _text(message["content"])})]
+    rows = []
+    parts = _parts(role, message.get("content"))
+    if role == "assistant" and message.get("refusal"):
+        parts.append({"type": "refusal", "refusal": message["refusal"]})
+    if parts or role != "assistant":
+        rows.append(_row("message", role, "completed", {"content": parts}))
+    for call in message.get("tool_calls") or []:
+        rows.append(_function_call(call["id"], call["function"]["name"], call["function"]["arguments"], "completed"))
+    return rows
+
+
+def answer_items(message: dict[str, Any], *, complete: bool, store_reasoning: bool) -> list[dict[str, Any]]:
+    """The rows for the assistant's answer (a chat-completion message)."""
+    status = "completed" if complete else "incomplete"
+    parts: list[dict[str, Any]] = []
+    if store_reasoning and message.get("reasoning_content"):
+        parts.append({"type": "reasoning_text", "text": message["reasoning_content"]})
+    if message.get("content"):
+        parts.append({"type": "output_text", "text": message["content"], "annotations": []})
+    if message.get("refusal"):
+        parts.append({"type": "refusal", "refusal": message["refusal"]})
+    calls = message.get("tool_calls") or []
+    rows = [_row("message", "assistant", status, {"content": parts})] if parts or not calls else []
+    rows += [_function_call(call["id"], call["function"]["name"], call["function"]["arguments"], status) for call in calls]
+    return rows
+
+
+def title_from(messages: list[dict[str, Any]]) -> str | None:
+    """A conversation title from the first user message: its first line, cut at a word near 60 characters."""
+    text = next((_text(message["content"]) for message in messages if message["role"] == "user"), "")
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if not line:
+        return None
+    if len(line) <= _TITLE_LENGTH:
+        return line
+    cut = line[:_TITLE_LENGTH].rsplit(" ", 1)[0] if " " in line[:_TITLE_LENGTH] else line[:_TITLE_LENGTH]
+    return cut.rstrip(" ,.;:-") + "…"
+
+
+def _row(item_type: str, role: str | None, status: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"id": new_id("msg"), "type": item_type, "role": role, "status": status, "body": body}
+
+
+def _function_call(call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return _row("function_call", None, status, {"call_id": call_id, "name": name, "arguments": arguments})
+
+
+def _parts(role: str, content: Any) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [_text_part(role, content)]
+    return [_part(role, part) for part in content]
+
+
+def _part(role: str, part: dict[str, Any]) -> dict[str, Any]:
+    kind = part["type"]
+    if kind == "text":
+        return _text_part(role, part["text"])
+    if kind == "refusal":
+        return {"type": "refusal", "refusal": part["refusal"]}
+    if kind == "image_url":
+        image = part["image_url"]
+        return {"type": "input_image", "image_url": image["url"], "file_id": None, "detail": image.get("detail", "auto")}
+    if kind == "file":
+        file = part["file"]
+        return {"type": "input_file", **{name: file.get(name) for name in ("file_id", "file_data", "filename")}, "file_url": None}
+    # input_audio: kept as a file, so the item stays one the Conversations API can show
+    audio = part["input_audio"]
+    return {"type": "input_file", "file_id": None, "file_url": None, "filename": f"audio.{audio['format']}",
+            "file_data": f"data:audio/{audio['format']};base64,{audio['data']}"}
+
+
+def _text_part(role: str, text: str) -> dict[str, Any]:
+    if role == "assistant":
+        return {"type": "output_text", "text": text, "annotations": []}
+    return {"type": "input_text", "text": text}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(part["text"] for part in content or [] if part.get("type") == "text")

@@ -1,0 +1,228 @@
+"""A chat completion from request to stored exchange.
+
+1. resolve ``model`` to its candidate routes (404 when nothing serves it);
+2. check the conversation belongs to the caller, and assemble the prompt (project instruction);
+3. drop candidates that cannot honour the request's parameters (400 when none can);
+4. call them with failover; a plain answer is normalised and returned, a streamed one relayed;
+5. store the last input message and the answer in the conversation, when asked to.
+
+Nothing is stored for a call that failed before its answer began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from opentelemetry import trace
+from pydantic import ValidationError
+
+from llm_api.chat.answers import GatheredAnswer, normalized_chunk, normalized_completion
+from llm_api.chat.events import EventStream
+from llm_api.chat.exchange import answer_items, input_items, title_from
+from llm_api.chat.failover import Failover
+from llm_api.chat.prompt import assemble
+from llm_api.chat.request import ChatRequest
+from llm_api.config import Settings
+from llm_api.conversations.projects import Projects
+from llm_api.conversations.service import Conversations
+from llm_api.errors import ApiError, ContractDrift, InvalidRequest, NotFound
+from llm_api.providers.registry import Route
+from llm_api.providers.service import Providers
+from llm_api.schemas import models
+
+log = logging.getLogger(__name__)
+
+_NO_PROVIDERS = (
+    "No model provider is configured yet. Add one with POST /v1/admin/providers, in the file named by "
+    "PROVIDERS_CONFIG_FILE, or with OPENAI_API_KEY, ANTHROPIC_API_KEY, VLLM_BASE_URL or OLLAMA_BASE_URL."
+)
+
+
+@dataclass
+class PreparedChat:
+    request: ChatRequest
+    user_id: str
+    body: dict[str, Any]  # what goes upstream, prompt assembled
+    routes: list[Route]
+    conversation: dict | None
+    applied_modules: list[str]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Chat:
+    def __init__(
+        self, providers: Providers, conversations: Conversations, projects: Projects, settings: Settings,
+        tracer: trace.Tracer, *, check_chunks: bool,
+    ) -> None:
+        self._providers = providers
+        self._conversations = conversations
+        self._projects = projects
+        self._settings = settings
+        self._tracer = tracer
+        self._failover = Failover(providers, settings.upstream_retries)
+        self._check_chunks = check_chunks  # strict mode: every streamed chunk against the contract
+
+    async def prepare(self, user_id: str, request: ChatRequest) -> PreparedChat:
+        routes = self._routes(request.model)
+        conversation, instruction = None, None
+        if request.conversation_id is not None:
+            conversation = await self._conversations.get(user_id, request.conversation_id)
+            if conversation["project_id"] is not None:
+                instruction = await self._projects.instruction(user_id, conversation["project_id"])
+        messages, applied = assemble(request.upstream_body["messages"], project_instruction=instruction,
+                                     skipped=request.skipped_modules)
+        body = {**request.upstream_body, "messages": messages}
+        headers = {"X-Applied-Prompt-Modules": ",".join(applied)} if applied else {}
+        return PreparedChat(request, user_id, body, self._capable(routes, body), conversation, applied, headers)
+
+    async def complete(self, chat: PreparedChat) -> dict[str, Any]:
+        with self._span(chat) as span:
+            route, answer = await self._failover.complete(chat.routes, chat.body)
+            answer = normalized_completion(answer, route.public_id)
+            _record_answer(span, route, answer.get("usage"))
+        if chat.conversation is not None:
+            choices = answer["choices"]
+            message = choices[0]["message"] if choices else {"role": "assistant", "content": None}
+            answer["conversation"] = await self._store(chat, message, complete=True)
+        return answer
+
+    async def stream(self, request: web.Request, chat: PreparedChat) -> web.StreamResponse:
+        """Relay a streamed answer; a failure before its first chunk is an ordinary error response."""
+        with self._span(chat) as span:
+            started = time.monotonic()
+            route, (first, rest) = await self._failover.open_stream(chat.routes, chat.body)
+            span.set_attribute("llm_api.time_to_first_chunk_ms", round((time.monotonic() - started) * 1000))
+            events = EventStream(request, headers=chat.headers, keepalive=self._settings.sse_keepalive_interval)
+            try:
+                await events.open()
+            except BaseException:
+                await rest.aclose()
+                raise
+            relay = asyncio.create_task(self._relay(events, chat, route, first, rest, span))
+            watcher = asyncio.create_task(events.cancel_when_client_leaves(relay))
+            try:
+                await relay
+            finally:
+                watcher.cancel()
+        return events.response
+
+    async def _relay(self, events: EventStream, chat: PreparedChat, route: Route, first: dict, rest: AsyncIterator[dict],
+                     span: trace.Span) -> None:
+        gathered = GatheredAnswer()
+        stream_id = str(first.get("id") or "chatcmpl-stream")
+        created = int(first.get("created") or time.time())
+        failure: ApiError | None = None
+        disconnected = False
+        try:
+            async for chunk in _chain(first, rest):
+                gathered.add(chunk)
+                outgoing = normalized_chunk(chunk, stream_id=stream_id, created=created, public_id=route.public_id,
+                                            include_usage=chat.request.include_usage)
+                if outgoing is not None:
+                    await events.send(self._checked(outgoing))
+        except asyncio.CancelledError:
+            # The client left (see EventStream.cancel_when_client_leaves). The provider's connection
+            # closes with `rest`; what arrived is still stored, so the cancellation ends here.
+            asyncio.current_task().uncancel()
+            disconnected = True
+        except ConnectionResetError:
+            disconnected = True
+        except ApiError as error:
+            failure = error
+            log.warning("stream from provider %s failed: %s", route.provider.name, error.message)
+        finally:
+            await rest.aclose()
+        _record_answer(span, route, gathered.usage)
+        complete = failure is None and not disconnected
+        summary = None
+        if chat.conversation is not None and (complete or gathered.started):
+            summary = await self._store(chat, gathered.message(), complete=complete)
+        if disconnected:
+            span.set_attribute("llm_api.client_disconnected", True)
+            await events.stop()
+            return
+        try:
+            if failure is None and summary is not None:
+                try:
+                    await events.send(self._checked({"id": stream_id, "object": "chat.completion.chunk", "created": created,
+                                                     "model": route.public_id, "choices": [], "conversation": summary}))
+                except ContractDrift as drift:
+                    failure = drift
+            if failure is not None:
+                await events.send(failure.envelope())
+            await events.close()
+        except ConnectionResetError:
+            await events.stop()
+
+    async def _store(self, chat: PreparedChat, answer: dict[str, Any], *, complete: bool) -> dict[str, Any]:
+        """Store the exchange (when asked to); the conversation's ``{id, title}`` either way."""
+        conversation = chat.conversation
+        assert conversation is not None
+        if chat.request.store:
+            rows = input_items(chat.request.upstream_body["messages"][-1])
+            rows += answer_items(answer, complete=complete, store_reasoning=chat.request.store_reasoning)
+            title = title_from(chat.request.upstream_body["messages"])
+            # Shielded: a client leaving during the write must not leave half an exchange behind.
+            stored = await asyncio.shield(self._conversations.record_exchange(chat.user_id, conversation["id"], rows, title))
+            conversation = stored or conversation
+        return {"id": conversation["id"], "title": conversation["title"]}
+
+    def _routes(self, model: str) -> list[Route]:
+        registry = self._providers.registry
+        routes = registry.resolve(model)
+        if routes:
+            return routes
+        if not registry.active:
+            raise NotFound(_NO_PROVIDERS, param="model", code="model_not_found")
+        raise NotFound(f"The model '{model}' does not exist or no active provider serves it; GET /v1/models lists "
+                       "the models available.", param="model", code="model_not_found")
+
+    def _capable(self, routes: list[Route], body: dict[str, Any]) -> list[Route]:
+        """The routes whose provider can honour every parameter; the first refusal when none can."""
+        capable, refusal = [], None
+        for route in routes:
+            try:
+                self._providers.adapter(route.provider).check(route.provider, body)
+            except InvalidRequest as error:
+                refusal = refusal or error
+                continue
+            capable.append(route)
+        if not capable:
+            assert refusal is not None
+            raise refusal
+        return capable
+
+    def _checked(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        if self._check_chunks:
+            try:
+                models.ChatCompletionChunk.model_validate(chunk)
+            except ValidationError as error:
+                raise ContractDrift(f"contract drift: a streamed chunk is not a ChatCompletionChunk: {error}") from None
+        return chunk
+
+    def _span(self, chat: PreparedChat):
+        return self._tracer.start_as_current_span("chat.completion", kind=trace.SpanKind.INTERNAL, attributes={
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": chat.request.model,
+            "llm_api.stream": chat.request.stream,
+        })
+
+
+async def _chain(first: dict, rest: AsyncIterator[dict]) -> AsyncIterator[dict]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+def _record_answer(span: trace.Span, route: Route, usage: dict[str, Any] | None) -> None:
+    span.set_attribute("gen_ai.response.model", route.public_id)
+    span.set_attribute("gen_ai.system", route.provider.vendor)
+    span.set_attribute("llm_api.provider", route.provider.name)
+    if usage:
+        span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("prompt_tokens") or 0))
+        span.set_attribute("gen_ai.usage.output_tokens", int(usage.get("completion_tokens") or 0))

@@ -1,0 +1,47 @@
+"""Tracing: the tracer provider, and the trace config that makes every outbound HTTP call a span.
+
+Nothing is patched globally: the provider is the application's, and outbound calls are traced
+through the ``trace_configs`` of the application's one HTTP session.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from opentelemetry import trace
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from llm_api.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def tracer_provider_for(settings: Settings) -> trace.TracerProvider:
+    """The SDK provider when OTEL_ENABLED, else one that records nothing (and costs next to nothing)."""
+    if not settings.otel_enabled:
+        return trace.NoOpTracerProvider()
+    provider = TracerProvider(resource=Resource.create({"service.name": settings.otel_service_name}))
+    _add_exporter(provider, settings)
+    return provider
+
+
+def client_trace_configs(provider: trace.TracerProvider) -> list[aiohttp.TraceConfig]:
+    if isinstance(provider, trace.NoOpTracerProvider):
+        return []
+    return [create_trace_config(tracer_provider=provider)]
+
+
+def _add_exporter(provider: TracerProvider, settings: Settings) -> None:
+    if not settings.otel_exporter_otlp_endpoint:
+        return
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter is not installed; spans are not exported")
+        return
+    endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))

@@ -1,0 +1,1 @@
+"""Model providers: where they come from, which models they serve, and how to talk to them."""
