@@ -32,6 +32,8 @@ class EventStream:
         return self._response
 
     async def open(self) -> None:
+        if self.client_gone:  # nothing to open (and aiohttp-sse's prepare asserts a transport)
+            raise asyncio.CancelledError
         await self._response.prepare(self._request)
 
     async def send(self, payload: Mapping[str, Any]) -> None:

@@ -55,7 +55,8 @@ def title_from(messages: list[dict[str, Any]]) -> str | None:
         return None
     if len(line) <= _TITLE_LENGTH:
         return line
-    cut = line[:_TITLE_LENGTH].rsplit(" ", 1)[0] if " " in line[:_TITLE_LENGTH] else line[:_TITLE_LENGTH]
+    head = line[: _TITLE_LENGTH + 1]  # one more: a space right after the limit ends a whole word
+    cut = head.rsplit(" ", 1)[0] if " " in head else line[:_TITLE_LENGTH]
     return cut.rstrip(" ,.;:-") + "…"
 
 

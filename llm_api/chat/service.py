@@ -31,7 +31,7 @@ from llm_api.chat.request import ChatRequest
 from llm_api.config import Settings
 from llm_api.conversations.projects import Projects
 from llm_api.conversations.service import Conversations
-from llm_api.errors import ApiError, ContractDrift, InvalidRequest, NotFound
+from llm_api.errors import ApiError, ContractDrift, InternalError, InvalidRequest, NotFound
 from llm_api.providers.registry import Route
 from llm_api.providers.service import Providers
 from llm_api.schemas import models
@@ -93,27 +93,37 @@ class Chat:
         return answer
 
     async def stream(self, request: web.Request, chat: PreparedChat) -> web.StreamResponse:
-        """Relay a streamed answer; a failure before its first chunk is an ordinary error response."""
+        """Relay a streamed answer; a failure before its first chunk is an ordinary error response.
+
+        From the first moment (the wait for the first chunk included), a client that leaves cancels
+        the work, which closes the provider's connection.
+        """
+        events = EventStream(request, headers=chat.headers, keepalive=self._settings.sse_keepalive_interval)
         with self._span(chat) as span:
-            started = time.monotonic()
-            route, (first, rest) = await self._failover.open_stream(chat.routes, chat.body)
-            span.set_attribute("llm_api.time_to_first_chunk_ms", round((time.monotonic() - started) * 1000))
-            events = EventStream(request, headers=chat.headers, keepalive=self._settings.sse_keepalive_interval)
+            answering = asyncio.create_task(self._answer_stream(events, chat, span))
+            watcher = asyncio.create_task(events.cancel_when_client_leaves(answering))
             try:
-                await events.open()
-            except BaseException:
-                await rest.aclose()
-                raise
-            relay = asyncio.create_task(self._relay(events, chat, route, first, rest, span))
-            watcher = asyncio.create_task(events.cancel_when_client_leaves(relay))
-            try:
-                await relay
+                client_stayed = await answering
             finally:
                 watcher.cancel()
+        if not client_stayed:
+            raise asyncio.CancelledError  # as aiohttp does for a client that left: logged as 499
         return events.response
 
+    async def _answer_stream(self, events: EventStream, chat: PreparedChat, span: trace.Span) -> bool:
+        started = time.monotonic()
+        route, (first, rest) = await self._failover.open_stream(chat.routes, chat.body)
+        span.set_attribute("llm_api.time_to_first_chunk_ms", round((time.monotonic() - started) * 1000))
+        try:
+            await events.open()
+        except BaseException:
+            await rest.aclose()
+            raise
+        return await self._relay(events, chat, route, first, rest, span)
+
     async def _relay(self, events: EventStream, chat: PreparedChat, route: Route, first: dict, rest: AsyncIterator[dict],
-                     span: trace.Span) -> None:
+                     span: trace.Span) -> bool:
+        """Send the chunks, store the answer, end the stream; False when the client left midway."""
         gathered = GatheredAnswer()
         stream_id = str(first.get("id") or "chatcmpl-stream")
         created = int(first.get("created") or time.time())
@@ -136,6 +146,9 @@ class Chat:
         except ApiError as error:
             failure = error
             log.warning("stream from provider %s failed: %s", route.provider.name, error.message)
+        except Exception:  # unforeseen: the client still gets an error frame and the end of the stream
+            log.exception("relaying the stream from provider %s failed", route.provider.name)
+            failure = InternalError("The answer could not be relayed; the provider sent something unexpected.")
         finally:
             await rest.aclose()
         _record_answer(span, route, gathered.usage)
@@ -146,7 +159,7 @@ class Chat:
         if disconnected:
             span.set_attribute("llm_api.client_disconnected", True)
             await events.stop()
-            return
+            return False
         try:
             if failure is None and summary is not None:
                 try:
@@ -159,6 +172,8 @@ class Chat:
             await events.close()
         except ConnectionResetError:
             await events.stop()
+            return False
+        return True
 
     async def _store(self, chat: PreparedChat, answer: dict[str, Any], *, complete: bool) -> dict[str, Any]:
         """Store the exchange (when asked to); the conversation's ``{id, title}`` either way."""
@@ -178,8 +193,11 @@ class Chat:
         routes = registry.resolve(model)
         if routes:
             return routes
-        if not registry.active:
+        if not registry.providers:
             raise NotFound(_NO_PROVIDERS, param="model", code="model_not_found")
+        if not registry.active:
+            raise NotFound("No model provider is active; an administrator can activate one with "
+                           "PATCH /v1/admin/providers/{id}.", param="model", code="model_not_found")
         raise NotFound(f"The model '{model}' does not exist or no active provider serves it; GET /v1/models lists "
                        "the models available.", param="model", code="model_not_found")
 

@@ -70,7 +70,7 @@ async def insert_provider(db: Database, **values) -> dict:
     try:
         return (await db.execute(_INSERT, **values))[0]
     except psycopg2.errors.UniqueViolation:
-        raise _duplicate(values["name"]) from None
+        raise duplicate_name(values["name"]) from None
 
 
 async def apply_configured(tx: Transaction, rows: list[dict]) -> None:
@@ -90,7 +90,7 @@ async def update(db: Database, provider_id: str, changes: dict) -> dict | None:
     try:
         rows = await db.execute(_UPDATE, id=provider_id, **partial(changes, _UPDATABLE))
     except psycopg2.errors.UniqueViolation:
-        raise _duplicate(changes["name"]) from None
+        raise duplicate_name(changes["name"]) from None
     return rows[0] if rows else None
 
 
@@ -102,5 +102,5 @@ async def record_models(db: Database, provider_id: str, models: list[str]) -> No
     await db.execute(_SYNCED, id=provider_id, models=models)
 
 
-def _duplicate(name: str) -> Conflict:
+def duplicate_name(name: str) -> Conflict:
     return Conflict(f'A provider named "{name}" already exists.', param="name", code="duplicate_name")

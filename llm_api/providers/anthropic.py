@@ -66,9 +66,10 @@ class Anthropic:
     async def complete(self, route: Route, body: dict[str, Any]) -> dict[str, Any]:
         request = messages_request(body, route.upstream_id)
         answer = await self._calls.json(route.provider, "POST", _url(route.provider), headers=_headers(route.provider), json_body=request)
-        if not isinstance(answer, dict) or not isinstance(answer.get("content"), list):
-            raise UpstreamError(f"Provider {route.provider.name} answered without content.", code="invalid_upstream_response")
-        return completion(answer)
+        try:
+            return completion(answer)
+        except (KeyError, TypeError, AttributeError):  # not the Messages API's shape
+            raise _unreadable(route.provider, "answered something that is not a message") from None
 
     async def stream(self, route: Route, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         provider = route.provider
@@ -79,11 +80,17 @@ class Anthropic:
                 try:
                     event = json.loads(data)
                 except ValueError:
-                    raise UpstreamError(f"Provider {provider.name} sent an event that is not JSON.", code="invalid_upstream_response") from None
+                    raise _unreadable(provider, "sent an event that is not JSON") from None
+                if not isinstance(event, dict):
+                    raise _unreadable(provider, "sent an event that is not an object")
                 if (name or event.get("type")) == "error":
-                    error = event.get("error") or {}
+                    error = event.get("error") if isinstance(event.get("error"), dict) else {}
                     raise UpstreamError(f"Provider {provider.name} failed mid-answer: {error.get('type')}: {error.get('message')}")
-                for chunk in translator.chunks(event):
+                try:
+                    chunks = translator.chunks(event)
+                except (KeyError, TypeError, AttributeError):
+                    raise _unreadable(provider, f"sent a {event.get('type')} event of an unknown shape") from None
+                for chunk in chunks:
                     yield chunk
                 if translator.finished:
                     return
@@ -144,8 +151,11 @@ def messages_request(body: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 def completion(answer: dict[str, Any]) -> dict[str, Any]:
-    """A chat completion from a Messages API answer."""
-    texts = [block["text"] for block in answer["content"] if block.get("type") == "text"]
+    """A chat completion from a Messages API answer (KeyError, TypeError or AttributeError when it is
+    not one)."""
+    if not all(isinstance(block, dict) for block in answer["content"]):
+        raise TypeError("content blocks must be objects")
+    texts = [_string(block["text"]) for block in answer["content"] if block.get("type") == "text"]
     thinking = [block.get("thinking", "") for block in answer["content"] if block.get("type") == "thinking"]
     calls = [
         {"id": block["id"], "type": "function", "function": {"name": block["name"], "arguments": json.dumps(block.get("input", {}))}}
@@ -277,6 +287,16 @@ def _usage(usage: dict[str, Any]) -> dict[str, int]:
     prompt = sum(int(usage.get(key) or 0) for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
     completion_tokens = int(usage.get("output_tokens") or 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _unreadable(provider: Provider, what: str) -> UpstreamError:
+    return UpstreamError(f"Provider {provider.name} {what}.", code="invalid_upstream_response")
 
 
 def _unsupported(provider: Provider, parameter: str, detail: str = "") -> InvalidRequest:

@@ -42,8 +42,9 @@ class OpenAICompatible:
         request = {key: value for key, value in body.items() if key != "stream_options"}
         request.update(model=route.upstream_id, stream=False)
         answer = await self._calls.json(route.provider, "POST", _url(route.provider), headers=_headers(route.provider), json_body=request)
-        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
-            raise UpstreamError(f"Provider {route.provider.name} answered without choices.", code="invalid_upstream_response")
+        if not _shaped(answer, "message"):
+            raise UpstreamError(f"Provider {route.provider.name} answered something that is not a chat completion.",
+                                code="invalid_upstream_response")
         return answer
 
     async def stream(self, route: Route, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -58,10 +59,21 @@ class OpenAICompatible:
                     chunk = json.loads(data)
                 except ValueError:
                     raise UpstreamError(f"Provider {provider.name} sent an event that is not JSON.", code="invalid_upstream_response") from None
-                if not isinstance(chunk, dict) or "error" in chunk or chunk.get("object") == "error":
+                if isinstance(chunk, dict) and ("error" in chunk or chunk.get("object") == "error"):
                     raise UpstreamError(f"Provider {provider.name} failed mid-answer: {_error_text(chunk)}")
+                if not _shaped(chunk, "delta"):
+                    raise UpstreamError(f"Provider {provider.name} sent an event that is not a chat completion chunk.",
+                                        code="invalid_upstream_response")
                 yield chunk
         raise UpstreamError(f"Provider {provider.name} ended its answer without [DONE].", code="incomplete_upstream_response")
+
+
+def _shaped(answer: Any, part: str) -> bool:
+    """Whether an answer (``part="message"``) or a chunk (``"delta"``) has the structure relied on:
+    an object whose ``choices`` are objects, each with an object (or nothing) as its message or delta."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+        return False
+    return all(isinstance(choice, dict) and isinstance(choice.get(part) or {}, dict) for choice in answer["choices"])
 
 
 def _url(provider: Provider) -> str:

@@ -129,6 +129,8 @@ class Providers:
 
     async def create(self, request: models.ProviderCreateRequest) -> dict:
         fields = plain(request)
+        if any(provider.name == fields["name"] for provider in self._registry.providers):
+            raise rows.duplicate_name(fields["name"])  # before reading its models: the name is the problem
         spec = ProviderSpec(
             name=fields["name"], vendor=fields["vendor"], base_url=fields["base_url"], api_key=fields.get("api_key"),
             models=fields.get("models"), aliases=fields.get("aliases", {}), active=fields["active"],

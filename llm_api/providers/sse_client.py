@@ -30,7 +30,7 @@ async def events(provider: Provider, response: aiohttp.ClientResponse) -> AsyncI
                 elif field == "event":
                     name = value
     except asyncio.TimeoutError:
-        raise UpstreamTimeout(f"Provider {provider.name} stopped sending before the answer was complete.") from None
+        raise UpstreamTimeout(f"Provider {provider.name} did not complete its answer in time.") from None
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as error:
         raise UpstreamError(f"Provider {provider.name} broke off its answer: {str(error) or type(error).__name__}.") from None
     if data:

@@ -1,6 +1,7 @@
 """Calling providers over HTTP, and turning whatever goes wrong into the answer we document.
 
-- the provider cannot be reached, or answers 502/503, before its answer began: ProviderUnavailable
+- the provider cannot be reached, or answers 502/503 (or Anthropic's 529 "overloaded"), before its
+  answer began: ProviderUnavailable
   (the caller retries with backoff and then fails over to the next provider);
 - its 400/404/413 (and 409/415/422 as 400): the same status with the provider's own message;
 - its 429: a 429 carrying its Retry-After;
@@ -50,13 +51,13 @@ class UpstreamCalls:
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
                 aiohttp.ConnectionTimeoutError) as error:
             raise ProviderUnavailable(f"Provider {provider.name} cannot be reached: {_reason(error)}.") from None
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"Provider {provider.name} did not answer in time.") from None
 
     async def json(self, provider: Provider, method: str, url: str, *, headers: dict, json_body: Any = None) -> Any:
         try:
             async with self.open(provider, method, url, stream=False, headers=headers, json_body=json_body) as response:
                 body = await response.read()
-        except asyncio.TimeoutError:
-            raise UpstreamTimeout(f"Provider {provider.name} did not answer in time.") from None
         except aiohttp.ClientPayloadError as error:
             raise UpstreamError(f"Provider {provider.name} broke off its answer: {_reason(error)}.") from None
         try:
@@ -69,7 +70,7 @@ async def _refusal(provider: Provider, response: aiohttp.ClientResponse) -> ApiE
     message = upstream_message(await response.read())
     status = response.status
     said = f"Provider {provider.name} answered {status}: {message}"
-    if status in (502, 503):
+    if status in (502, 503, 529):
         return ProviderUnavailable(said)
     if status == 429:
         retry_after = response.headers.get("Retry-After") or response.headers.get("retry-after") or "1"
