@@ -48,7 +48,7 @@ from llm_api.contract.strict import StrictContract
 from llm_api.crypto import Keyring
 from llm_api.db.lifecycle import open_database
 from llm_api.db.service_state import load_installation
-from llm_api.observability.tracing import client_trace_configs, tracer_provider_for
+from llm_api.observability.tracing import client_trace_configs, shut_down, tracer_provider_for
 from llm_api.providers.service import Providers
 from llm_api.rate_limit import RateLimiter
 from llm_api.readiness import Readiness
@@ -89,6 +89,8 @@ def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | No
         app[STRICT_CONTRACT] = StrictContract(app[SPEC_DOCUMENT])
     app[READINESS] = Readiness()
     app[TRACER_PROVIDER] = tracer_provider or tracer_provider_for(settings)
+    if tracer_provider is None:  # ours to flush and close on shutdown
+        app.on_cleanup.append(_flush_traces)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_identity)
@@ -100,6 +102,10 @@ def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | No
     bind_routes(app, OPERATIONS, api.handlers())
     check_no_stray_routes(app)
     return app
+
+
+async def _flush_traces(app: web.Application) -> None:
+    await asyncio.to_thread(shut_down, app[TRACER_PROVIDER])  # exporting blocks
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

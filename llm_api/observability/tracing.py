@@ -10,9 +10,11 @@ import logging
 
 import aiohttp
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from llm_api.config import Settings
 
@@ -35,13 +37,15 @@ def client_trace_configs(provider: trace.TracerProvider) -> list[aiohttp.TraceCo
 
 
 def _add_exporter(provider: TracerProvider, settings: Settings) -> None:
+    """Spans go to OTEL_EXPORTER_OTLP_ENDPOINT (OTLP over HTTP, ``/v1/traces`` under it), in batches."""
     if not settings.otel_exporter_otlp_endpoint:
-        return
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    except ImportError:
-        log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter is not installed; spans are not exported")
+        log.warning("OTEL_ENABLED is set without OTEL_EXPORTER_OTLP_ENDPOINT: spans are recorded but not exported")
         return
     endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+
+
+def shut_down(provider: trace.TracerProvider) -> None:
+    """Export what is still batched; a no-op for the provider that records nothing."""
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()
