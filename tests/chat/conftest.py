@@ -4,6 +4,7 @@ front of them, each test on a fresh database (providers are global to a database
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 
 import aiohttp
 import openai
@@ -18,24 +19,26 @@ from tests.fakes.openai_upstream import FakeOpenAIUpstream
 ANTHROPIC_KEY = "sk-ant-test"
 
 
-@pytest.fixture
-async def vllm() -> FakeOpenAIUpstream:
-    fake = FakeOpenAIUpstream(models=("jan-v1-4b",))
+@asynccontextmanager
+async def running(fake):
+    """A fake server, listening for the duration of the block."""
     await fake.start()
     try:
         yield fake
     finally:
         await fake.stop()
+
+
+@pytest.fixture
+async def vllm() -> FakeOpenAIUpstream:
+    async with running(FakeOpenAIUpstream(models=("jan-v1-4b",))) as fake:
+        yield fake
 
 
 @pytest.fixture
 async def claude() -> FakeAnthropic:
-    fake = FakeAnthropic(api_key=ANTHROPIC_KEY)
-    await fake.start()
-    try:
+    async with running(FakeAnthropic(api_key=ANTHROPIC_KEY)) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
 from llm_api.schemas.models import ErrorResponse
-from tests.chat.conftest import guest_token
+from tests.chat.conftest import guest_token, running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 VLLM_MODEL = "jan-v1-4b"
@@ -127,14 +127,9 @@ def unused_port() -> int:
 @asynccontextmanager
 async def two_vllms():
     """Two vLLM fakes serving the same model."""
-    first, second = FakeOpenAIUpstream(models=(VLLM_MODEL,)), FakeOpenAIUpstream(models=(VLLM_MODEL,))
-    await first.start()
-    await second.start()
-    try:
+    async with running(FakeOpenAIUpstream(models=(VLLM_MODEL,))) as first, \
+            running(FakeOpenAIUpstream(models=(VLLM_MODEL,))) as second:
         yield first, second
-    finally:
-        await first.stop()
-        await second.stop()
 
 
 async def serve_pair(serve, directory: Path, first: FakeOpenAIUpstream, second: FakeOpenAIUpstream, **env):

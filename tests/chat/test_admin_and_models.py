@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestServer
 from llm_api.app_keys import SETTINGS
 from llm_api.config import Settings, SettingsError
 from tests.api.callers import Caller
-from tests.chat.conftest import sdk
+from tests.chat.conftest import running, sdk
 from tests.conftest import free_port
 from tests.fakes.openai_upstream import OPENAI, FakeOpenAIUpstream
 from tests.sql import query, query_dicts
@@ -66,21 +66,16 @@ async def start(serve):
 @pytest.fixture
 async def lab() -> FakeOpenAIUpstream:
     """A second vLLM, which wants an API key."""
-    fake = FakeOpenAIUpstream(models=("jan-v1-4b", "qwen3-8b"), api_key=LAB_KEY)
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with running(FakeOpenAIUpstream(models=("jan-v1-4b", "qwen3-8b"), api_key=LAB_KEY)) as fake:
+        yield fake
 
 
 @pytest.fixture
 async def openai_fakes() -> list[FakeOpenAIUpstream]:
     """Two OpenAI-like upstreams serving the same model."""
-    fakes = [FakeOpenAIUpstream(models=("gpt-4o-mini",), flavour=OPENAI) for _ in range(2)]
-    for fake in fakes:
-        await fake.start()
-    yield fakes
-    for fake in fakes:
-        await fake.stop()
+    async with running(FakeOpenAIUpstream(models=("gpt-4o-mini",), flavour=OPENAI)) as first, \
+            running(FakeOpenAIUpstream(models=("gpt-4o-mini",), flavour=OPENAI)) as second:
+        yield [first, second]
 
 
 def providers_file(tmp_path: Path, text: str) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.chat.conftest import ANTHROPIC_KEY, guest_token
+from tests.chat.conftest import ANTHROPIC_KEY, guest_token, running
 from tests.chat.faults_support import (
     CLAUDE_MODEL, VLLM_MODEL, assert_error, calls, chat, providers_file, serve_pair, stream_of, two_vllms, unused_port,
     vllm_entry,
@@ -215,9 +215,7 @@ async def test_a_vllm_error_status_is_mapped(vllm, vllm_server, upstream, status
 
 
 async def test_a_key_vllm_refuses_is_a_502_upstream_auth_failed(serve, tmp_path):
-    upstream = FakeOpenAIUpstream(models=(VLLM_MODEL,), api_key="the-right-key")
-    await upstream.start()
-    try:
+    async with running(FakeOpenAIUpstream(models=(VLLM_MODEL,), api_key="the-right-key")) as upstream:
         config = providers_file(tmp_path, vllm_entry("secured-vllm", upstream.base_url, api_key="a-wrong-key"))
         server = await serve(PROVIDERS_CONFIG_FILE=config, UPSTREAM_RETRIES=2)
         answer = await chat(server, await guest_token(server), VLLM_MODEL)
@@ -225,8 +223,6 @@ async def test_a_key_vllm_refuses_is_a_502_upstream_auth_failed(serve, tmp_path)
                      message="Provider secured-vllm refused our credentials (401): Unauthorized")
         assert calls(upstream)[0]["headers"]["authorization"] == "Bearer a-wrong-key"
         assert len(calls(upstream)) == 1
-    finally:
-        await upstream.stop()
 
 
 async def test_a_429_is_a_429_with_the_providers_retry_after(vllm, vllm_server):

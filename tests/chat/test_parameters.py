@@ -20,7 +20,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.chat.conftest import ANTHROPIC_KEY, guest_token
+from tests.chat.conftest import ANTHROPIC_KEY, guest_token, running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 CLAUDE = "anthropic/claude-sonnet-4-5"
@@ -129,12 +129,8 @@ async def test_sdk_sees_the_envelope(oai, vllm):
 
 @pytest.fixture
 async def openai_fake() -> FakeOpenAIUpstream:
-    fake = FakeOpenAIUpstream(flavour="openai", models=("gpt-4o-mini",), api_key="sk-x")
-    await fake.start()
-    try:
+    async with running(FakeOpenAIUpstream(flavour="openai", models=("gpt-4o-mini",), api_key="sk-x")) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture
