@@ -258,15 +258,15 @@ class FakeAnthropic:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    async def start(self) -> str:
-        """Listen on a free loopback port; return the base URL (the API lives under ``/v1``)."""
+    async def start(self, port: int = 0) -> str:
+        """Listen on a loopback port (a free one by default); return the base URL (the API lives under ``/v1``)."""
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_get("/v1/models/{model_id}", self._get_model)
         app.router.add_post("/v1/messages", self._messages)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"

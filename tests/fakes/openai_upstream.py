@@ -221,8 +221,8 @@ class FakeOpenAIUpstream:
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
-    async def start(self) -> str:
-        """Listen on a free loopback port; return the base URL (without ``/v1``)."""
+    async def start(self, port: int = 0) -> str:
+        """Listen on a loopback port (a free one by default); return the base URL (without ``/v1``)."""
         self._stopping = False
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/v1/models", self._list_models)
@@ -236,7 +236,7 @@ class FakeOpenAIUpstream:
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
         # Our own listening socket (not a TCPSite) so that refuse_connections() can pick the protocol per accept.
-        self._server = await asyncio.get_running_loop().create_server(self._protocol, "127.0.0.1", 0)
+        self._server = await asyncio.get_running_loop().create_server(self._protocol, "127.0.0.1", port)
         port = self._server.sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
         return self.base_url
