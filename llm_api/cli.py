@@ -25,6 +25,7 @@ from llm_api.db.lifecycle import DatabaseStartupError
 from llm_api.db.migrate import MigrationError, migrate
 from llm_api.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, find_pg_bindir
 from llm_api.observability.logging import configure_logging
+from llm_api.providers.sources import ProviderConfigError
 from llm_api.server.routing import RoutingError
 
 log = logging.getLogger("llm_api")
@@ -40,7 +41,9 @@ class MissingSecret(RuntimeError):
 
 
 # Failures that stop start-up with a one-line message rather than a traceback.
-_STARTUP_ERRORS = (EmbeddedPostgresError, DatabaseStartupError, MigrationError, RoutingError, ListenError, MissingSecret)
+_STARTUP_ERRORS = (
+    EmbeddedPostgresError, DatabaseStartupError, MigrationError, RoutingError, ListenError, MissingSecret, ProviderConfigError,
+)
 _LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
 

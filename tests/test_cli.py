@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY, free_port
+from tests.sql import query
 
 
 @pytest.fixture
@@ -136,3 +137,33 @@ def test_an_external_database_needs_the_master_secret(database_dsn):
     result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("llm-api: LLM_API_SECRET_KEY must be set")
+
+
+def test_a_bad_providers_file_stops_start_up_with_one_line(database_dsn, tmp_path: Path):
+    providers = tmp_path / "providers.yaml"
+    providers.write_text("providers:\n  - name: Local VLLM\n    vendor: vllm\n    base_url: http://127.0.0.1:8001/v1\n")
+    env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": database_dsn, "HTTP_PORT": str(free_port()),
+           "LLM_API_SECRET_KEY": TEST_SECRET_KEY, "PROVIDERS_CONFIG_FILE": str(providers)}
+    result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"llm-api: invalid configuration: PROVIDERS_CONFIG_FILE {providers}: providers[0]: "
+        "Invalid value for 'name': String should match pattern '^[a-z0-9][a-z0-9._-]{0,63}$'."
+    ]
+
+
+def test_a_file_provider_named_like_an_admin_one_stops_start_up_with_one_line(make_database, tmp_path: Path):
+    dsn = make_database()
+    env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": dsn, "HTTP_PORT": str(free_port()), "LLM_API_SECRET_KEY": TEST_SECRET_KEY}
+    subprocess.run([sys.executable, "-m", "llm_api", "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    query(dsn, "INSERT INTO llm_api.providers (id, name, vendor, base_url, source) "
+               "VALUES ('prov_admin1', 'local-vllm', 'vllm', 'http://127.0.0.1:9/v1', 'api')")
+    providers = tmp_path / "providers.yaml"
+    providers.write_text("providers:\n  - {name: local-vllm, vendor: vllm, base_url: 'http://127.0.0.1:8001/v1', models: [m]}\n")
+    result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env={**env, "PROVIDERS_CONFIG_FILE": str(providers)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        'llm-api: Provider "local-vllm" from config_file has the name of one made through the admin API.'
+    )
+    assert "Traceback" not in result.stderr

@@ -136,8 +136,9 @@ class Providers:
             models=fields.get("models"), aliases=fields.get("aliases", {}), active=fields["active"],
             metadata=fields.get("metadata", {}), source="api",
         )
-        discovered = await self._listed_models(self._provider(self._spec_row(spec))) if spec.active and spec.models is None else None
-        row = await rows.insert_provider(self._db, id=new_id("prov"), **self._spec_row(spec))
+        values = self._spec_row(spec)
+        discovered = await self._listed_models(self._provider(values)) if spec.active and spec.models is None else None
+        row = await rows.insert_provider(self._db, id=new_id("prov"), **values)
         if discovered is not None:
             await rows.record_models(self._db, row["id"], discovered)
         await self.reload()
