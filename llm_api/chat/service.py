@@ -51,8 +51,7 @@ class PreparedChat:
     body: dict[str, Any]  # what goes upstream, prompt assembled
     routes: list[Route]
     conversation: dict | None
-    applied_modules: list[str]
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # what the response carries besides the answer
 
 
 class Chat:
@@ -79,7 +78,7 @@ class Chat:
                                      skipped=request.skipped_modules)
         body = {**request.upstream_body, "messages": messages}
         headers = {"X-Applied-Prompt-Modules": ",".join(applied)} if applied else {}
-        return PreparedChat(request, user_id, body, self._capable(routes, body), conversation, applied, headers)
+        return PreparedChat(request, user_id, body, self._capable(routes, body), conversation, headers)
 
     async def complete(self, chat: PreparedChat) -> dict[str, Any]:
         with self._span(chat) as span:

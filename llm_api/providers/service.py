@@ -31,7 +31,7 @@ from llm_api.ids import new_id
 from llm_api.providers.anthropic import Anthropic
 from llm_api.providers.openai_compatible import OpenAICompatible
 from llm_api.providers.registry import Provider, Registry, Route
-from llm_api.providers.sources import ProviderConfigError, ProviderSpec, from_environment, plain
+from llm_api.providers.sources import ProviderConfigError, ProviderSpec, from_environment, plain, spec_of
 from llm_api.providers.upstream import UpstreamCalls
 from llm_api.schemas import models
 
@@ -128,14 +128,9 @@ class Providers:
         return row
 
     async def create(self, request: models.ProviderCreateRequest) -> dict:
-        fields = plain(request)
-        if any(provider.name == fields["name"] for provider in self._registry.providers):
-            raise rows.duplicate_name(fields["name"])  # before reading its models: the name is the problem
-        spec = ProviderSpec(
-            name=fields["name"], vendor=fields["vendor"], base_url=fields["base_url"], api_key=fields.get("api_key"),
-            models=fields.get("models"), aliases=fields.get("aliases", {}), active=fields["active"],
-            metadata=fields.get("metadata", {}), source="api",
-        )
+        spec = spec_of(request, source="api")
+        if any(provider.name == spec.name for provider in self._registry.providers):
+            raise rows.duplicate_name(spec.name)  # before reading its models: the name is the problem
         values = self._spec_row(spec)
         discovered = await self._listed_models(self._provider(values)) if spec.active and spec.models is None else None
         row = await rows.insert_provider(self._db, id=new_id("prov"), **values)

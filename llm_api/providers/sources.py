@@ -73,16 +73,20 @@ def from_file(path: Path, environ: Mapping[str, str]) -> tuple[ProviderSpec, ...
         except ValidationError as error:
             problem = invalid_input(error, entry)
             raise ProviderConfigError(f"PROVIDERS_CONFIG_FILE {path}: providers[{position}]: {problem.message}") from None
-        fields = plain(request)
-        specs.append(ProviderSpec(
-            name=fields["name"], vendor=fields["vendor"], base_url=fields["base_url"], api_key=fields.get("api_key"),
-            models=fields.get("models"), aliases=fields.get("aliases", {}), active=fields["active"],
-            metadata=fields.get("metadata", {}), position=position,
-        ))
+        specs.append(spec_of(request, source="config_file", position=position))
     names = [spec.name for spec in specs]
     if len(names) != len(set(names)):
         raise ProviderConfigError(f"PROVIDERS_CONFIG_FILE {path}: two providers share a name")
     return tuple(specs)
+
+
+def spec_of(request: models.ProviderCreateRequest, *, source: str, position: int = 0) -> ProviderSpec:
+    fields = plain(request)
+    return ProviderSpec(
+        name=fields["name"], vendor=fields["vendor"], base_url=fields["base_url"], api_key=fields.get("api_key"),
+        models=fields.get("models"), aliases=fields.get("aliases", {}), active=fields["active"],
+        metadata=fields.get("metadata", {}), source=source, position=position,
+    )
 
 
 def plain(request: models.ProviderCreateRequest | models.ProviderUpdateRequest) -> dict[str, Any]:
