@@ -151,8 +151,8 @@ async def _providers(app: web.Application) -> AsyncIterator[None]:
     await providers.start()
     app[PROVIDERS] = providers
     app[CHAT] = Chat(
-        providers, app[CONVERSATIONS], app[PROJECTS], settings, app[TRACER_PROVIDER].get_tracer("llm_api.chat"),
-        check_chunks=settings.strict_contract,
+        providers, app[CONVERSATIONS], app[PROJECTS], app[USER_SETTINGS], settings, app[HTTP_CLIENT],
+        app[TRACER_PROVIDER].get_tracer("llm_api.chat"), check_chunks=settings.strict_contract,
     )
     refresher = asyncio.create_task(providers.run())
     try:
@@ -161,6 +161,7 @@ async def _providers(app: web.Application) -> AsyncIterator[None]:
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
+        await app[CHAT].close()
 
 
 async def _identity_provider(app: web.Application, keyring: Keyring, directory: UserDirectory) -> IdentityProvider:

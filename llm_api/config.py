@@ -142,6 +142,10 @@ class Settings(BaseModel):
     otel_service_name: str = Field("llm-api", alias="OTEL_SERVICE_NAME", min_length=1)
     otel_exporter_otlp_endpoint: OptionalUrl = Field(None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
 
+    # Memory (Jan's memory-tools): recalled before a chat, told about it after
+    memory_base_url: OptionalUrl = Field(None, alias="MEMORY_BASE_URL")
+    memory_timeout: Seconds = Field(2.0, alias="MEMORY_TIMEOUT")
+
     # Media ids (jan_*) in chat messages
     media_resolve_url: OptionalUrl = Field(None, alias="MEDIA_RESOLVE_URL")
     media_resolve_timeout: Seconds = Field(5.0, alias="MEDIA_RESOLVE_TIMEOUT")

@@ -14,7 +14,15 @@ from llm_api.server.validation import body_of
 async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     validated = body_of(request, models.CreateChatCompletionRequest)
     chat = request.app[CHAT]
-    prepared = await chat.prepare(request[PRINCIPAL].user_id, chat_request(validated, await request.read()))
+    principal = request[PRINCIPAL]
+    prepared = await chat.prepare(principal.user_id, chat_request(validated, await request.read()),
+                                  credentials=_credentials(request, principal.user_id))
     if prepared.request.stream:
         return await chat.stream(request, prepared)
     return json_response(await chat.complete(prepared), headers=prepared.headers)
+
+
+def _credentials(request: web.Request, user_id: str) -> dict[str, str]:
+    """What the media API needs to act as the caller: the caller's own credential, and who they are."""
+    forwarded = {name: request.headers[name] for name in ("Authorization", "X-API-Key") if name in request.headers}
+    return {**forwarded, "X-Principal-Id": user_id}

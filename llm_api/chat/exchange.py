@@ -60,6 +60,11 @@ def title_from(messages: list[dict[str, Any]]) -> str | None:
     return cut.rstrip(" ,.;:-") + "…"
 
 
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    """The text of the last user message (what the memory service searches with); empty when none."""
+    return next((_text(message["content"]).strip() for message in reversed(messages) if message["role"] == "user"), "")
+
+
 def _row(item_type: str, role: str | None, status: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"id": new_id("msg"), "type": item_type, "role": role, "status": status, "body": body}
 

@@ -1,10 +1,12 @@
 """A chat completion from request to stored exchange.
 
-1. resolve ``model`` to its candidate routes (404 when nothing serves it);
-2. check the conversation belongs to the caller, and assemble the prompt (project instruction);
-3. drop candidates that cannot honour the request's parameters (400 when none can);
-4. call them with failover; a plain answer is normalised and returned, a streamed one relayed;
-5. store the last input message and the answer in the conversation, when asked to.
+1. resolve ``model`` to its candidate routes (404 when nothing serves it), and drop those that cannot
+   honour the request's parameters or images (400 when none can);
+2. check the conversation belongs to the caller; assemble the prompt (project instruction, profile,
+   recalled memory); resolve ``jan_`` media ids;
+3. call the candidates with failover; a plain answer is normalised and returned, a streamed one relayed;
+4. store the last input message and the answer in the conversation, when asked to, and tell the
+   memory service about the exchange.
 
 Nothing is stored for a call that failed before its answer began.
 """
@@ -14,27 +16,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from opentelemetry import trace
 from pydantic import ValidationError
 
 from llm_api.chat.answers import GatheredAnswer, normalized_chunk, normalized_completion
 from llm_api.chat.events import EventStream
-from llm_api.chat.exchange import answer_items, input_items, title_from
+from llm_api.chat.exchange import answer_items, input_items, last_user_text, title_from
 from llm_api.chat.failover import Failover
-from llm_api.chat.prompt import assemble
+from llm_api.chat.media import MediaResolver, image_urls
+from llm_api.chat.memory import MemoryService
+from llm_api.chat.prompt import MEMORY, PromptContext, assemble
 from llm_api.chat.request import ChatRequest
 from llm_api.config import Settings
 from llm_api.conversations.projects import Projects
 from llm_api.conversations.service import Conversations
 from llm_api.errors import ApiError, ContractDrift, InternalError, InvalidRequest, NotFound
+from llm_api.providers.capabilities import capabilities
 from llm_api.providers.registry import Route
 from llm_api.providers.service import Providers
 from llm_api.schemas import models
+from llm_api.user_settings import UserSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,37 +55,65 @@ _NO_PROVIDERS = (
 class PreparedChat:
     request: ChatRequest
     user_id: str
-    body: dict[str, Any]  # what goes upstream, prompt assembled
+    body: dict[str, Any]  # what goes upstream: prompt assembled, media resolved
     routes: list[Route]
     conversation: dict | None
+    observe: bool  # tell the memory service about the exchange
     headers: dict[str, str] = field(default_factory=dict)  # what the response carries besides the answer
 
 
 class Chat:
     def __init__(
-        self, providers: Providers, conversations: Conversations, projects: Projects, settings: Settings,
-        tracer: trace.Tracer, *, check_chunks: bool,
+        self, providers: Providers, conversations: Conversations, projects: Projects, user_settings: UserSettings,
+        settings: Settings, session: aiohttp.ClientSession, tracer: trace.Tracer, *, check_chunks: bool,
     ) -> None:
         self._providers = providers
         self._conversations = conversations
         self._projects = projects
+        self._user_settings = user_settings
         self._settings = settings
+        self._memory = MemoryService(session, settings.memory_base_url, settings.memory_timeout) if settings.memory_base_url else None
+        self._media = MediaResolver(session, settings.media_resolve_url, settings.media_resolve_timeout)
         self._tracer = tracer
         self._failover = Failover(providers, settings.upstream_retries)
         self._check_chunks = check_chunks  # strict mode: every streamed chunk against the contract
 
-    async def prepare(self, user_id: str, request: ChatRequest) -> PreparedChat:
-        routes = self._routes(request.model)
+    async def prepare(self, user_id: str, request: ChatRequest, *, credentials: Mapping[str, str]) -> PreparedChat:
+        """``credentials``: the caller's own headers, forwarded to the media API."""
+        routes = self._capable(self._routes(request.model), request.upstream_body)
         conversation, instruction = None, None
         if request.conversation_id is not None:
             conversation = await self._conversations.get(user_id, request.conversation_id)
             if conversation["project_id"] is not None:
                 instruction = await self._projects.instruction(user_id, conversation["project_id"])
-        messages, applied = assemble(request.upstream_body["messages"], project_instruction=instruction,
-                                     skipped=request.skipped_modules)
-        body = {**request.upstream_body, "messages": messages}
+        user_settings = (await self._user_settings.get(user_id)).settings
+        memory_config = user_settings["memory_config"]
+        remembers = self._memory is not None and memory_config["enabled"] and MEMORY not in request.skipped_modules
+        memory = await self._recall(user_id, request, conversation, memory_config) if remembers else ()
+        messages, applied = assemble(
+            request.upstream_body["messages"],
+            PromptContext(instruction, user_settings["profile_settings"], memory), skipped=request.skipped_modules,
+        )
+        body = {**request.upstream_body, "messages": await self._media.resolved(messages, credentials)}
         headers = {"X-Applied-Prompt-Modules": ",".join(applied)} if applied else {}
-        return PreparedChat(request, user_id, body, self._capable(routes, body), conversation, headers)
+        # Only what the caller keeps is remembered: a chat without a conversation, or with store false, is not.
+        observe = self._memory is not None and memory_config["enabled"] and memory_config["observe_enabled"] \
+            and request.store
+        return PreparedChat(request, user_id, body, routes, conversation, observe, headers)
+
+    async def close(self) -> None:
+        if self._memory is not None:
+            await self._memory.close()
+
+    async def _recall(self, user_id: str, request: ChatRequest, conversation: dict | None, config: Mapping[str, Any]) -> tuple[str, ...]:
+        query = last_user_text(request.upstream_body["messages"])
+        if not query:
+            return ()
+        assert self._memory is not None
+        return await self._memory.recall(
+            config, user_id=user_id, query=query, conversation_id=conversation["id"] if conversation else None,
+            project_id=conversation["project_id"] if conversation else None,
+        )
 
     async def complete(self, chat: PreparedChat) -> dict[str, Any]:
         with self._span(chat) as span:
@@ -89,6 +124,7 @@ class Chat:
             choices = answer["choices"]
             message = choices[0]["message"] if choices else {"role": "assistant", "content": None}
             answer["conversation"] = await self._store(chat, message, complete=True)
+            self._observe(chat, message)
         return answer
 
     async def stream(self, request: web.Request, chat: PreparedChat) -> web.StreamResponse:
@@ -155,6 +191,8 @@ class Chat:
         summary = None
         if chat.conversation is not None and (complete or gathered.started):
             summary = await self._store(chat, gathered.message(), complete=complete)
+        if complete:
+            self._observe(chat, gathered.message())
         if disconnected:
             span.set_attribute("llm_api.client_disconnected", True)
             await events.stop()
@@ -187,6 +225,13 @@ class Chat:
             conversation = stored or conversation
         return {"id": conversation["id"], "title": conversation["title"]}
 
+    def _observe(self, chat: PreparedChat, answer: dict[str, Any]) -> None:
+        said, replied = last_user_text(chat.request.upstream_body["messages"]), answer.get("content")
+        if chat.observe and said and isinstance(replied, str) and replied and self._memory is not None:
+            conversation = chat.conversation or {}
+            self._memory.observe(user_id=chat.user_id, project_id=conversation.get("project_id"),
+                                 conversation_id=conversation["id"], exchange=[("user", said), ("assistant", replied)])
+
     def _routes(self, model: str) -> list[Route]:
         registry = self._providers.registry
         routes = registry.resolve(model)
@@ -201,10 +246,18 @@ class Chat:
                        "the models available.", param="model", code="model_not_found")
 
     def _capable(self, routes: list[Route], body: dict[str, Any]) -> list[Route]:
-        """The routes whose provider can honour every parameter; the first refusal when none can."""
+        """The routes whose provider can honour every parameter (and take images, if any); the first
+        refusal when none can."""
         capable, refusal = [], None
+        has_images = bool(image_urls(body["messages"]))
         for route in routes:
             try:
+                if has_images and not capabilities(route.provider)["vision"]:
+                    raise InvalidRequest(
+                        f"The model {route.public_id} does not take images (provider {route.provider.name} does not declare "
+                        "vision; an administrator can set its metadata vision: \"true\").",
+                        param="messages", code="image_input_unsupported",
+                    )
                 self._providers.adapter(route.provider).check(route.provider, body)
             except InvalidRequest as error:
                 refusal = refusal or error

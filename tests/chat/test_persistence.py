@@ -376,10 +376,20 @@ async def chat_headers(caller: Caller, body: dict, *, streamed: bool) -> dict:
 @both_ways
 async def test_the_project_instruction_is_the_first_system_message(vllm, me, streamed):
     conversation = await conversation_in_project(me)
-    messages = [{"role": "system", "content": "Be brief."}, HELLO]
-    headers = await chat_headers(me, chat_body(conversation["id"], *messages), streamed=streamed)
+    headers = await chat_headers(me, chat_body(conversation["id"], HELLO), streamed=streamed)
     assert headers["X-Applied-Prompt-Modules"] == "project_instruction"
-    assert vllm.requests[-1]["json"]["messages"] == [{"role": "system", "content": INSTRUCTION}, *messages]
+    assert vllm.requests[-1]["json"]["messages"] == [{"role": "system", "content": INSTRUCTION}, HELLO]
+    # The instruction is prompt assembly, not conversation content.
+    assert await items(me, conversation["id"]) == [user_item("Dis bonjour"), assistant_item(output_text("Bonjour !"))]
+
+
+@both_ways
+async def test_the_clients_own_system_message_stays_first(vllm, me, streamed):
+    conversation = await conversation_in_project(me)
+    own = {"role": "system", "content": "Be brief."}
+    headers = await chat_headers(me, chat_body(conversation["id"], own, HELLO), streamed=streamed)
+    assert headers["X-Applied-Prompt-Modules"] == "project_instruction"
+    assert vllm.requests[-1]["json"]["messages"] == [own, {"role": "system", "content": INSTRUCTION}, HELLO]
     # The instruction is prompt assembly, not conversation content.
     assert await items(me, conversation["id"]) == [user_item("Dis bonjour"), assistant_item(output_text("Bonjour !"))]
 
