@@ -39,10 +39,11 @@ def anonymous_key(request: web.Request) -> str:
 
 
 def _client_address(request: web.Request) -> str:
-    # X-Forwarded-For is only believed from the gateway: anyone else could send any address.
+    # X-Forwarded-For is only believed from the gateway: anyone else could send any address. And only
+    # its last entry, the address the gateway saw: the ones before it are whatever the client sent.
     forwarded = request.headers.get("X-Forwarded-For")
     if forwarded and request.app[AUTHENTICATOR].came_through_gateway(request.headers):
-        return forwarded.split(",")[0].strip()
+        return forwarded.split(",")[-1].strip()
     return request.remote or "unknown"
 
 
