@@ -2,13 +2,15 @@
 
 Middlewares, outermost first (each sees what the next one returns or raises):
 
+0. server span      (tracing on only) a SERVER span per request, continuing the caller's trace
 1. access log       one line per request, with the final status and duration
-2. request id       echo or make ``X-Request-Id``; the id tags every log line of the request
-3. contract check   (strict mode only) every response must be one openapi.yaml documents
-4. error rendering  every exception becomes the OpenAI error envelope
-5. authentication   operations with a security requirement get a principal, or 401 (403 for admin-only)
-6. rate limiting    per principal, or per client address when anonymous; 429 beyond the limit
-7. validation       typed parameters and body from the generated models, or 400
+2. request metrics  every request counted and timed by operation route and final status (``/metrics``)
+3. request id       echo or make ``X-Request-Id``; the id tags every log line of the request
+4. contract check   (strict mode only) every response must be one openapi.yaml documents
+5. error rendering  every exception becomes the OpenAI error envelope
+6. authentication   operations with a security requirement get a principal, or 401 (403 for admin-only)
+7. rate limiting    per principal, or per client address when anonymous; 429 beyond the limit
+8. validation       typed parameters and body from the generated models, or 400
 
 Routes are bound from the operations of openapi.yaml (see ``server.routing``).
 """
@@ -27,8 +29,9 @@ from llm_api import api
 from opentelemetry import trace
 
 from llm_api.app_keys import (
-    API_KEYS, AUTHENTICATOR, BUILD_INFO, CHAT, CONVERSATIONS, DATABASE, HTTP_CLIENT, IDENTITY, INSTALLATION, PROJECTS,
-    PROVIDERS, RATE_LIMITER, READINESS, SETTINGS, SPEC_DOCUMENT, STARTED_AT, STRICT_CONTRACT, TRACER_PROVIDER, USER_SETTINGS,
+    API_KEYS, AUTHENTICATOR, BUILD_INFO, CHAT, CONVERSATIONS, DATABASE, HTTP_CLIENT, IDENTITY, INSTALLATION, METRICS,
+    PROJECTS, PROVIDERS, RATE_LIMITER, READINESS, SETTINGS, SPEC_DOCUMENT, STARTED_AT, STRICT_CONTRACT, TRACER_PROVIDER,
+    USER_SETTINGS,
 )
 from llm_api.auth.api_keys import ApiKeys
 from llm_api.auth.authenticator import Authenticator, IdentityProvider
@@ -48,7 +51,8 @@ from llm_api.contract.strict import StrictContract
 from llm_api.crypto import Keyring
 from llm_api.db.lifecycle import open_database
 from llm_api.db.service_state import load_installation
-from llm_api.observability.tracing import client_trace_configs, shut_down, tracer_provider_for
+from llm_api.observability.metrics import Metrics
+from llm_api.observability.tracing import client_trace_configs, shut_down, tracer_provider_for, tracing_enabled
 from llm_api.providers.service import Providers
 from llm_api.rate_limit import RateLimiter
 from llm_api.readiness import Readiness
@@ -59,7 +63,9 @@ from llm_api.server.contract_check import contract_check_middleware
 from llm_api.server.error_rendering import error_middleware
 from llm_api.server.rate_limiting import add_rate_limit_headers, rate_limit_middleware
 from llm_api.server.request_id import add_request_id_header, request_id_middleware
+from llm_api.server.request_metrics import request_metrics_middleware
 from llm_api.server.routing import bind_routes, check_no_stray_routes
+from llm_api.server.server_span import server_span_middleware
 from llm_api.server.validation import validation_middleware
 from llm_api.user_settings import UserSettings
 
@@ -73,7 +79,11 @@ def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | No
         raise ValueError("create_app needs settings.db_dsn; `llm-api serve` starts an embedded PostgreSQL when none is set")
     if not settings.secret_key:
         raise ValueError("create_app needs settings.secret_key (LLM_API_SECRET_KEY)")
-    middlewares = [access_log_middleware, request_id_middleware]
+    provider = tracer_provider or tracer_provider_for(settings)
+    middlewares = []
+    if tracing_enabled(provider):
+        middlewares.append(server_span_middleware(provider.get_tracer("llm_api.server")))
+    middlewares += [access_log_middleware, request_metrics_middleware, request_id_middleware]
     if settings.strict_contract:
         middlewares.append(contract_check_middleware)
     middlewares += [error_middleware, authentication_middleware, rate_limit_middleware, validation_middleware]
@@ -88,7 +98,8 @@ def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | No
     if settings.strict_contract:
         app[STRICT_CONTRACT] = StrictContract(app[SPEC_DOCUMENT])
     app[READINESS] = Readiness()
-    app[TRACER_PROVIDER] = tracer_provider or tracer_provider_for(settings)
+    app[METRICS] = Metrics(settings.prometheus_multiproc_dir)
+    app[TRACER_PROVIDER] = provider
     if tracer_provider is None:  # ours to flush and close on shutdown
         app.on_cleanup.append(_flush_traces)
     app.cleanup_ctx.append(_database)
@@ -152,7 +163,7 @@ async def _providers(app: web.Application) -> AsyncIterator[None]:
     app[PROVIDERS] = providers
     app[CHAT] = Chat(
         providers, app[CONVERSATIONS], app[PROJECTS], app[USER_SETTINGS], settings, app[HTTP_CLIENT],
-        app[TRACER_PROVIDER].get_tracer("llm_api.chat"), check_chunks=settings.strict_contract,
+        app[TRACER_PROVIDER].get_tracer("llm_api.chat"), app[METRICS], check_chunks=settings.strict_contract,
     )
     refresher = asyncio.create_task(providers.run())
     try:

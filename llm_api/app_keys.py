@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from llm_api.contract.strict import StrictContract
     from llm_api.db.pool import Database
     from llm_api.db.service_state import Installation
+    from llm_api.observability.metrics import Metrics
     from llm_api.providers.service import Providers
     from llm_api.readiness import Readiness
     from llm_api.user_settings import UserSettings
@@ -44,6 +45,8 @@ USER_SETTINGS: web.AppKey[UserSettings] = web.AppKey("user_settings")
 PROVIDERS: web.AppKey[Providers] = web.AppKey("providers")
 CHAT: web.AppKey[Chat] = web.AppKey("chat")
 TRACER_PROVIDER: web.AppKey[TracerProvider] = web.AppKey("tracer_provider")
+#: This app's Prometheus metrics (its own registry; with several workers, their shared directory).
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 #: The one outbound HTTP session (connection pooling, keep-alive) for identity providers and upstreams.
 HTTP_CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_client")
 #: The operation each bound route serves, keyed by the aiohttp route object.
@@ -55,6 +58,7 @@ SPEC_DOCUMENT: web.AppKey[bytes] = web.AppKey("spec_document")
 STARTED_AT: web.AppKey[int] = web.AppKey("started_at")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+LOG_FIELDS: web.RequestKey[dict[str, str]] = web.RequestKey("log_fields")  # principal_id, conversation_id, model
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 OPERATION_INPUT: web.RequestKey[OperationInput] = web.RequestKey("operation_input")
 RATE_DECISION: web.RequestKey[RateDecision] = web.RequestKey("rate_decision")

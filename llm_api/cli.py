@@ -21,12 +21,13 @@ from aiohttp import web
 
 from llm_api.build_info import build_info, package_version
 from llm_api.config import Settings, SettingsError
-from llm_api.db.lifecycle import DatabaseStartupError
-from llm_api.db.migrate import MigrationError, migrate
+from llm_api.db.lifecycle import DatabaseStartupError, migrate_patiently
+from llm_api.db.migrate import MigrationError
 from llm_api.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, find_pg_bindir
 from llm_api.observability.logging import configure_logging
 from llm_api.providers.sources import ProviderConfigError
 from llm_api.server.routing import RoutingError
+from llm_api.server.workers import serve_workers
 
 log = logging.getLogger("llm_api")
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llm-api: invalid configuration: {error}", file=sys.stderr)
         return 2
     if args.command == "serve":  # command-line options win over the environment
-        options = {"http_host": args.host, "http_port": args.port}
+        options = {"http_host": args.host, "http_port": args.port, "workers": args.workers}
         settings = settings.model_copy(update={name: value for name, value in options.items() if value is not None})
     configure_logging(settings.log_level, settings.log_format)
     try:
@@ -77,8 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service (HTTP_HOST, HTTP_PORT)")
     serve.add_argument("--host", help="overrides HTTP_HOST")
     serve.add_argument("--port", type=int, help="overrides HTTP_PORT")
+    serve.add_argument("--workers", type=_worker_count, help="worker processes on the one port (overrides WORKERS; default 1)")
     commands.add_parser("migrate", help="apply pending database migrations and exit")
     return parser
+
+
+def _worker_count(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return count
 
 
 @contextmanager
@@ -119,13 +128,19 @@ def _master_secret(settings: Settings, embedded: bool) -> str:
 
 
 def _serve(settings: Settings) -> int:
-    from llm_api.app import create_app  # imported late: `llm-api migrate` does not need the web app
-
     address = f"http://{settings.http_host}:{settings.http_port}"
     try:
+        if settings.workers > 1:
+            _migrate(settings)  # once, here: a database problem is one line, not N workers failing to boot
+            log.info("llm-api %s listening on %s with %d workers", build_info(settings).version, address, settings.workers)
+            serve_workers(settings)
+            return 0
+        from llm_api.app import create_app  # imported late: `llm-api migrate` does not need the web app
+
         web.run_app(
             create_app(settings), host=settings.http_host, port=settings.http_port,
             access_log=None,  # our access-log middleware writes one line per request
+            shutdown_timeout=settings.shutdown_grace_period,
             print=lambda _: log.info("llm-api %s listening on %s", build_info(settings).version, address),
         )
     except OSError as error:
@@ -136,7 +151,7 @@ def _serve(settings: Settings) -> int:
 
 
 def _migrate(settings: Settings) -> int:
-    applied = asyncio.run(migrate(settings.db_dsn))
+    applied = asyncio.run(migrate_patiently(settings))
     if applied:
         for migration in applied:
             log.info("applied migration %04d_%s", migration.version, migration.name)

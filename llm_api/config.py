@@ -49,7 +49,7 @@ Seconds = Annotated[float, BeforeValidator(_duration_seconds), Field(gt=0)]
 OptionalText = Annotated[str | None, BeforeValidator(_blank_is_unset)]
 OptionalUrl = Annotated[str | None, BeforeValidator(_blank_is_unset), AfterValidator(_http_url)]
 # Secrets must be long enough that guessing is hopeless; a short one is a configuration mistake.
-OptionalSecret = Annotated[str | None, BeforeValidator(_blank_is_unset), Field(min_length=32)]
+OptionalSecret = Annotated[Annotated[str, Field(min_length=32)] | None, BeforeValidator(_blank_is_unset)]
 
 
 class SettingsError(ValueError):
@@ -68,6 +68,11 @@ class Settings(BaseModel):
     # Per header line. aiohttp's 8 KiB default is below what Keycloak tokens with many groups reach,
     # and a longer header is refused by the HTTP parser itself, before any envelope can be written.
     max_header_bytes: int = Field(128 * 1024, alias="MAX_HEADER_BYTES", ge=8 * 1024, le=16 * 1024 * 1024)
+
+    # Worker processes of `llm-api serve` (--workers wins), and how long a stopping worker lets running
+    # requests and streams finish before it closes them.
+    workers: int = Field(1, alias="WORKERS", ge=1, le=64)
+    shutdown_grace_period: Seconds = Field(30.0, alias="SHUTDOWN_GRACE_PERIOD")
 
     # Database. No DSN means "start an embedded PostgreSQL in data_dir" (done by the CLI, not by create_app).
     db_dsn: OptionalText = Field(None, alias="DB_POSTGRESQL_WRITE_DSN")
@@ -142,6 +147,12 @@ class Settings(BaseModel):
     otel_service_name: str = Field("llm-api", alias="OTEL_SERVICE_NAME", min_length=1)
     otel_exporter_otlp_endpoint: OptionalUrl = Field(None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
 
+    # Metrics. Set by `llm-api serve --workers N` (N > 1) for its workers: each writes its samples
+    # there and /metrics adds up every worker's (prometheus-client's multiprocess mode).
+    prometheus_multiproc_dir: Annotated[Path | None, BeforeValidator(_blank_is_unset)] = Field(
+        None, alias="PROMETHEUS_MULTIPROC_DIR"
+    )
+
     # Memory (Jan's memory-tools): recalled before a chat, told about it after
     memory_base_url: OptionalUrl = Field(None, alias="MEMORY_BASE_URL")
     memory_timeout: Seconds = Field(2.0, alias="MEMORY_TIMEOUT")
@@ -206,4 +217,9 @@ def _first_problem(cls: type[Settings], error: ValidationError) -> str:
     problem = error.errors()[0]
     field = str(problem["loc"][0]) if problem["loc"] else ""
     variable = cls.model_fields[field].alias if field in cls.model_fields else field
+    if _SECRET_VARIABLE.search(variable):  # start-up errors end up in logs: never echo a secret
+        return f"{variable}: {problem['msg']}"
     return f"{variable}: {problem['msg']} (got {problem.get('input')!r})"
+
+
+_SECRET_VARIABLE = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|DSN")

@@ -45,8 +45,17 @@ def test_durations_accept_go_style_and_plain_seconds(value, seconds):
 
 
 def test_blank_optional_values_mean_unset():
-    settings = Settings.from_env({"DB_POSTGRESQL_WRITE_DSN": "", "JWKS_URL": "  "})
+    settings = Settings.from_env({"DB_POSTGRESQL_WRITE_DSN": "", "JWKS_URL": "  ", "ADMIN_API_KEY": "",
+                                  "GATEWAY_SHARED_SECRET": " ", "LLM_API_SECRET_KEY": ""})
     assert settings.db_dsn is None and settings.jwks_url is None
+    assert settings.admin_api_key is None and settings.gateway_shared_secret is None and settings.secret_key is None
+
+
+@pytest.mark.parametrize("name", ["ADMIN_API_KEY", "GATEWAY_SHARED_SECRET", "LLM_API_SECRET_KEY"])
+def test_a_secret_too_short_is_refused_without_echoing_it(name):
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({name: "hunter2-but-short"})
+    assert str(caught.value) == f"{name}: String should have at least 32 characters"
 
 
 @pytest.mark.parametrize("name,value", [
@@ -75,3 +84,10 @@ def test_the_cli_stops_with_one_line_and_exit_code_2():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "HTTP_PORT" in result.stderr
+
+
+def test_the_readme_documents_every_setting():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):].split("\n## ", 1)[0]
+    undocumented = [field.alias for field in Settings.model_fields.values() if field.alias and f"`{field.alias}`" not in table]
+    assert undocumented == []

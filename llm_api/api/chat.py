@@ -6,6 +6,7 @@ from aiohttp import web
 
 from llm_api.app_keys import CHAT, PRINCIPAL
 from llm_api.chat.request import chat_request
+from llm_api.observability.logging import bind_log_fields
 from llm_api.schemas import models
 from llm_api.server.responses import json_response
 from llm_api.server.validation import body_of
@@ -15,8 +16,9 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     validated = body_of(request, models.CreateChatCompletionRequest)
     chat = request.app[CHAT]
     principal = request[PRINCIPAL]
-    prepared = await chat.prepare(principal.user_id, chat_request(validated, await request.read()),
-                                  credentials=_credentials(request, principal.user_id))
+    asked = chat_request(validated, await request.read())
+    bind_log_fields(model=asked.model, conversation_id=asked.conversation_id)
+    prepared = await chat.prepare(principal.user_id, asked, credentials=_credentials(request, principal.user_id))
     if prepared.request.stream:
         return await chat.stream(request, prepared)
     return json_response(await chat.complete(prepared), headers=prepared.headers)

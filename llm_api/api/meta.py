@@ -1,10 +1,11 @@
-"""The contract itself and a page to explore it."""
+"""The contract itself, a page to explore it, and the metrics."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from llm_api.app_keys import SPEC_DOCUMENT
+from llm_api.app_keys import METRICS, SPEC_DOCUMENT
+from llm_api.observability.metrics import CONTENT_TYPE
 
 # Swagger UI 5 (the first major version that renders OpenAPI 3.1), pinned, with subresource
 # integrity so a tampered CDN file is refused by the browser. The spec URL is relative, so the page
@@ -37,3 +38,7 @@ async def get_open_api_document(request: web.Request) -> web.Response:
 
 async def get_api_docs(request: web.Request) -> web.Response:
     return web.Response(body=_DOCS_PAGE, content_type="text/html")
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].exposition(), headers={"Content-Type": CONTENT_TYPE})

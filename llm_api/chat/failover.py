@@ -4,6 +4,9 @@ Only a provider that could not be reached, or answered 502/503, before its answe
 (``ProviderUnavailable``) is worth another try: the next candidate at once, and when every one of
 them is unavailable the round is repeated, up to UPSTREAM_RETRIES times, after a growing pause.
 Anything else (a 400, a 429, a timeout after the request was sent) is the answer.
+
+Every failed call is counted in the metrics (``llm_api_upstream_errors_total``), the ones a later
+candidate or round made up for included.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from llm_api.errors import UpstreamError
+from llm_api.observability.metrics import Metrics
 from llm_api.providers.registry import Route
 from llm_api.providers.service import Providers
 from llm_api.providers.upstream import ProviderUnavailable
@@ -26,9 +30,10 @@ _LONGEST_PAUSE = 2.0
 
 
 class Failover:
-    def __init__(self, providers: Providers, retries: int) -> None:
+    def __init__(self, providers: Providers, retries: int, metrics: Metrics) -> None:
         self._providers = providers
         self._retries = retries
+        self._metrics = metrics
 
     async def complete(self, routes: list[Route], body: dict[str, Any]) -> tuple[Route, dict[str, Any]]:
         return await self._first_answer(routes, lambda route: self._providers.adapter(route.provider).complete(route, body))
@@ -61,7 +66,11 @@ class Failover:
                 try:
                     return route, await call(route)
                 except ProviderUnavailable as error:
+                    self._metrics.upstream_failed(route.provider.name, error)
                     log.warning("%s (attempt %d)", error.message, attempt + 1)
                     unavailable = error
+                except Exception as error:  # the answer; counted when it is the provider's failure
+                    self._metrics.upstream_failed(route.provider.name, error)
+                    raise
         assert unavailable is not None  # routes is never empty
         raise unavailable

@@ -8,7 +8,9 @@
 4. store the last input message and the answer in the conversation, when asked to, and tell the
    memory service about the exchange.
 
-Nothing is stored for a call that failed before its answer began.
+Nothing is stored for a call that failed before its answer began. Along the way the metrics count
+tokens (the provider's usage), the time to a stream's first chunk, the streams being relayed, and
+failed provider calls (see ``observability.metrics``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from llm_api.config import Settings
 from llm_api.conversations.projects import Projects
 from llm_api.conversations.service import Conversations
 from llm_api.errors import ApiError, ContractDrift, InternalError, InvalidRequest, NotFound
+from llm_api.observability.metrics import Metrics
 from llm_api.providers.capabilities import capabilities
 from llm_api.providers.registry import Route
 from llm_api.providers.service import Providers
@@ -65,7 +68,7 @@ class PreparedChat:
 class Chat:
     def __init__(
         self, providers: Providers, conversations: Conversations, projects: Projects, user_settings: UserSettings,
-        settings: Settings, session: aiohttp.ClientSession, tracer: trace.Tracer, *, check_chunks: bool,
+        settings: Settings, session: aiohttp.ClientSession, tracer: trace.Tracer, metrics: Metrics, *, check_chunks: bool,
     ) -> None:
         self._providers = providers
         self._conversations = conversations
@@ -75,7 +78,8 @@ class Chat:
         self._memory = MemoryService(session, settings.memory_base_url, settings.memory_timeout) if settings.memory_base_url else None
         self._media = MediaResolver(session, settings.media_resolve_url, settings.media_resolve_timeout)
         self._tracer = tracer
-        self._failover = Failover(providers, settings.upstream_retries)
+        self._metrics = metrics
+        self._failover = Failover(providers, settings.upstream_retries, metrics)
         self._check_chunks = check_chunks  # strict mode: every streamed chunk against the contract
 
     async def prepare(self, user_id: str, request: ChatRequest, *, credentials: Mapping[str, str]) -> PreparedChat:
@@ -119,7 +123,9 @@ class Chat:
         with self._span(chat) as span:
             route, answer = await self._failover.complete(chat.routes, chat.body)
             answer = normalized_completion(answer, route.public_id)
-            _record_answer(span, route, answer.get("usage"))
+            _record_answer(span, route, answer.get("usage"),
+                           [choice.get("finish_reason") for choice in answer.get("choices") or []])
+            self._metrics.count_tokens(route.public_id, route.provider.name, answer.get("usage"))
         if chat.conversation is not None:
             choices = answer["choices"]
             message = choices[0]["message"] if choices else {"role": "assistant", "content": None}
@@ -148,13 +154,16 @@ class Chat:
     async def _answer_stream(self, events: EventStream, chat: PreparedChat, span: trace.Span) -> bool:
         started = time.monotonic()
         route, (first, rest) = await self._failover.open_stream(chat.routes, chat.body)
-        span.set_attribute("llm_api.time_to_first_chunk_ms", round((time.monotonic() - started) * 1000))
-        try:
-            await events.open()
-        except BaseException:
-            await rest.aclose()
-            raise
-        return await self._relay(events, chat, route, first, rest, span)
+        waited = time.monotonic() - started
+        span.set_attribute("llm_api.time_to_first_chunk_ms", round(waited * 1000))
+        self._metrics.first_token(route.public_id, route.provider.name, waited)
+        with self._metrics.relaying_stream():
+            try:
+                await events.open()
+            except BaseException:
+                await rest.aclose()
+                raise
+            return await self._relay(events, chat, route, first, rest, span)
 
     async def _relay(self, events: EventStream, chat: PreparedChat, route: Route, first: dict, rest: AsyncIterator[dict],
                      span: trace.Span) -> bool:
@@ -180,13 +189,15 @@ class Chat:
             disconnected = True
         except ApiError as error:
             failure = error
+            self._metrics.upstream_failed(route.provider.name, error)
             log.warning("stream from provider %s failed: %s", route.provider.name, error.message)
         except Exception:  # unforeseen: the client still gets an error frame and the end of the stream
             log.exception("relaying the stream from provider %s failed", route.provider.name)
             failure = InternalError("The answer could not be relayed; the provider sent something unexpected.")
         finally:
             await rest.aclose()
-        _record_answer(span, route, gathered.usage)
+        _record_answer(span, route, gathered.usage, [gathered.finish_reason])
+        self._metrics.count_tokens(route.public_id, route.provider.name, gathered.usage)  # when the provider sent it
         complete = failure is None and not disconnected
         summary = None
         if chat.conversation is not None and (complete or gathered.started):
@@ -289,8 +300,10 @@ async def _chain(first: dict, rest: AsyncIterator[dict]) -> AsyncIterator[dict]:
         yield chunk
 
 
-def _record_answer(span: trace.Span, route: Route, usage: dict[str, Any] | None) -> None:
+def _record_answer(span: trace.Span, route: Route, usage: dict[str, Any] | None, finish_reasons: list[str | None]) -> None:
     span.set_attribute("gen_ai.response.model", route.public_id)
+    if any(finish_reasons):  # none for a stream that never finished
+        span.set_attribute("gen_ai.response.finish_reasons", [reason or "" for reason in finish_reasons])
     span.set_attribute("gen_ai.system", route.provider.vendor)
     span.set_attribute("llm_api.provider", route.provider.name)
     if usage:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from llm_api.config import Settings
-from llm_api.db.migrate import migrate
+from llm_api.db.migrate import Migration, migrate
 from llm_api.db.pool import CONNECTION_ERRORS, Database, first_line
 
 log = logging.getLogger(__name__)
@@ -23,8 +23,7 @@ class DatabaseStartupError(RuntimeError):
 async def open_database(settings: Settings) -> Database:
     """Migrate (when AUTO_MIGRATE) and connect, waiting up to DB_STARTUP_TIMEOUT for PostgreSQL."""
     if settings.auto_migrate:
-        applied = await _patiently(lambda: migrate(settings.db_dsn), settings.db_startup_timeout)
-        for migration in applied:
+        for migration in await migrate_patiently(settings):
             log.info("applied migration %04d_%s", migration.version, migration.name)
     return await _patiently(
         lambda: Database.connect(
@@ -33,6 +32,11 @@ async def open_database(settings: Settings) -> Database:
         ),
         settings.db_startup_timeout,
     )
+
+
+async def migrate_patiently(settings: Settings) -> list[Migration]:
+    """Apply pending migrations, waiting up to DB_STARTUP_TIMEOUT for PostgreSQL; the ones applied."""
+    return await _patiently(lambda: migrate(settings.db_dsn), settings.db_startup_timeout)
 
 
 async def _patiently(attempt: Callable[[], Awaitable[T]], timeout: float) -> T:

@@ -75,6 +75,9 @@ class EmbeddedPostgres:
         # that stop() never shuts down a server some other instance started.
         self._launched = False
         self._lock_fd: int | None = None
+        # The process that may stop the server: forked server workers inherit this object (and
+        # leave through the `with` block that started it), but the server is their parent's.
+        self._owner_pid = os.getpid()
 
     # ------------------------------------------------------------------ public API
 
@@ -113,6 +116,8 @@ class EmbeddedPostgres:
         start() and after a failed start(). Raises EmbeddedPostgresError if the server
         cannot be stopped.
         """
+        if os.getpid() != self._owner_pid:
+            return
         if not self._launched:
             self._release_data_dir()
             return

@@ -1,7 +1,10 @@
-"""Process-wide logging set-up: text or JSON lines, each carrying the request id when there is one.
+"""Process-wide logging set-up: text or JSON lines, each carrying the request id when there is one,
+and, once known, who is asking (``principal_id``), the ``conversation_id`` and the ``model``.
 
-The request id travels in a context variable set by the request-id middleware, so any log line
-emitted while serving a request (in our code or a library's) is tagged without passing it around.
+The request id and those fields travel in context variables set by the request-id middleware (and
+filled in by later steps with ``bind_log_fields``), so any log line emitted while serving a request
+— in our code or a library's, in a task the request started — is tagged without passing them around.
+Message contents and credentials are never log fields.
 """
 
 from __future__ import annotations
@@ -14,17 +17,30 @@ from datetime import datetime, timezone
 
 #: The id of the request being served by the current task, if any.
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
+#: What else is known about that request: one dict per request, filled in as the request goes.
+current_log_fields: ContextVar[dict[str, str] | None] = ContextVar("current_log_fields", default=None)
+LOG_FIELD_NAMES = ("principal_id", "conversation_id", "model")
+
+
+def bind_log_fields(**fields: str | None) -> None:
+    """Tag the rest of the current request's log lines (``principal_id``, ``conversation_id``, ``model``)."""
+    bound = current_log_fields.get()
+    if bound is not None:
+        bound.update({name: value for name, value in fields.items() if value is not None})
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "request_id"}
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamps ``record.request_id`` from the context."""
+    """Stamps ``record.request_id`` and the request's bound fields from the context."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:  # the access log passes it explicitly
             record.request_id = current_request_id.get()
+        for name, value in (current_log_fields.get() or {}).items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
         return True
 
 

@@ -30,8 +30,12 @@ def tracer_provider_for(settings: Settings) -> trace.TracerProvider:
     return provider
 
 
+def tracing_enabled(provider: trace.TracerProvider) -> bool:
+    return not isinstance(provider, trace.NoOpTracerProvider)
+
+
 def client_trace_configs(provider: trace.TracerProvider) -> list[aiohttp.TraceConfig]:
-    if isinstance(provider, trace.NoOpTracerProvider):
+    if not tracing_enabled(provider):
         return []
     return [create_trace_config(tracer_provider=provider)]
 

@@ -67,6 +67,17 @@ class UpstreamCalls:
 
 
 async def _refusal(provider: Provider, response: aiohttp.ClientResponse) -> ApiError:
+    error = await _refusal_of(provider, response)
+    error.upstream_status = response.status  # what the provider answered (metrics count refusals by it)
+    return error
+
+
+def refused_with(error: BaseException) -> int | None:
+    """The HTTP status of the provider's answer, when ``error`` is the provider refusing a call."""
+    return getattr(error, "upstream_status", None)
+
+
+async def _refusal_of(provider: Provider, response: aiohttp.ClientResponse) -> ApiError:
     message = upstream_message(await response.read())
     status = response.status
     said = f"Provider {provider.name} answered {status}: {message}"

@@ -1,4 +1,4 @@
-"""One log line per request: method, route, status, duration and request id."""
+"""One log line per request: method, route, status, duration, request id, and who/what when known."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 from aiohttp import web
 
-from llm_api.app_keys import REQUEST_ID
+from llm_api.app_keys import LOG_FIELDS, REQUEST_ID
 from llm_api.server.operations import route_template
 
 log = logging.getLogger("llm_api.access")
@@ -37,6 +37,7 @@ async def access_log_middleware(request: web.Request, handler):
             extra={
                 "request_id": request.get(REQUEST_ID), "method": request.method,
                 "route": route_template(request), "status": status, "duration_ms": duration_ms,
+                **request.get(LOG_FIELDS, {}),  # the request's context is gone by now; its fields are not
             },
         )
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from llm_api.app_keys import AUTHENTICATOR, PRINCIPAL, SETTINGS
 from llm_api.auth.principal import Principal, extract_credentials
 from llm_api.errors import Forbidden, Unauthorized
+from llm_api.observability.logging import bind_log_fields
 from llm_api.server.operations import operation_of
 from llm_api.server.rate_limiting import anonymous_key, charge
 
@@ -28,6 +29,7 @@ async def authentication_middleware(request: web.Request, handler):
         await charge(request, anonymous_key(request))
         raise
     request[PRINCIPAL] = principal
+    bind_log_fields(principal_id=principal.user_id)
     if operation.admin_only and not principal.is_admin:
         raise Forbidden("This operation requires the admin role.", code="admin_required")
     return await handler(request)

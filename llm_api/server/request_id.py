@@ -1,4 +1,8 @@
-"""Request ids: echo a well-formed ``X-Request-Id`` or make one, and put it on every response."""
+"""Request ids: echo a well-formed ``X-Request-Id`` or make one, and put it on every response.
+
+The id, and the request's other log fields (see ``observability.logging``), tag every log line
+written while the request is served.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ import uuid
 
 from aiohttp import web
 
-from llm_api.app_keys import REQUEST_ID
+from llm_api.app_keys import LOG_FIELDS, REQUEST_ID
 from llm_api.errors import InvalidRequest
-from llm_api.observability.logging import current_request_id
+from llm_api.observability.logging import current_log_fields, current_request_id
 from llm_api.server.responses import error_response
 
 # Conservative on purpose: the id is echoed in a header and written to logs.
@@ -21,7 +25,12 @@ async def request_id_middleware(request: web.Request, handler):
     supplied = request.headers.get("X-Request-Id")
     well_formed = supplied is not None and _WELL_FORMED.fullmatch(supplied) is not None
     request[REQUEST_ID] = supplied if well_formed else uuid.uuid4().hex
+    # A fresh dict per request: requests on one keep-alive connection share a task, not their fields.
+    request[LOG_FIELDS] = {}
+    if "conversation_id" in request.match_info:
+        request[LOG_FIELDS]["conversation_id"] = request.match_info["conversation_id"]
     token = current_request_id.set(request[REQUEST_ID])
+    fields_token = current_log_fields.set(request[LOG_FIELDS])
     try:
         if supplied is not None and not well_formed:
             return error_response(InvalidRequest(
@@ -31,6 +40,7 @@ async def request_id_middleware(request: web.Request, handler):
         return await handler(request)
     finally:
         current_request_id.reset(token)
+        current_log_fields.reset(fields_token)
 
 
 async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -41,13 +41,7 @@ async def test_head_is_not_an_operation(client):
     assert response.status == 405
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/llm/metrics"])
-async def test_planned_operation_is_501_and_not_retried(client, path):
-    response = await client.get(path)
-    error = await error_of(response, 501)
-    assert error["code"] == "not_implemented"
-    assert "getMetrics" in error["message"]
-    assert response.headers["x-should-retry"] == "false"
+# A planned operation's 501 (x-planned): tests/test_routing.py, as the contract may have none at the moment.
 
 
 @pytest.mark.parametrize("method,path", [

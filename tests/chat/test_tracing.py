@@ -1,9 +1,11 @@
 """Tracing of chat completions, with the app given an in-memory OpenTelemetry tracer provider.
 
-Each chat completion is one ``chat.completion`` span carrying the GenAI attributes (the model asked
-for and the public id that answered, the provider, token usage, whether it streamed, and for a stream
-the time to its first chunk); the call to the provider is an HTTP CLIENT span under it, whose context
-reaches the provider in the ``traceparent`` header. A provider's failure marks the span as an error.
+Each request is a SERVER span named after its route template, continuing the caller's trace when it
+sends ``traceparent``. Each chat completion is one ``chat.completion`` span under it, carrying the
+GenAI attributes (the model asked for and the public id that answered, the provider, token usage,
+finish reasons, whether it streamed, and for a stream the time to its first chunk); the call to the provider is an
+HTTP CLIENT span under that, whose context reaches the provider in the ``traceparent`` header, as do
+the calls to the memory and media services. A provider's failure marks the span as an error.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llm_api.app import create_app
-from tests.chat.conftest import guest_token
+from tests.chat.conftest import guest_token, running
+from tests.fakes.media_api import FakeMediaApi
+from tests.fakes.memory_service import FakeMemory
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.fakes.otlp_collector import FakeOtlpCollector
 from tests.conftest import test_settings
 
@@ -77,7 +82,7 @@ async def test_a_plain_chat_is_a_span_with_its_provider_call_under_it(traced, vl
     assert dict(span.attributes) == {
         "gen_ai.operation.name": "chat", "gen_ai.request.model": "jan-v1-4b", "gen_ai.response.model": "vllm/jan-v1-4b",
         "gen_ai.system": "vllm", "llm_api.provider": "vllm", "llm_api.stream": False,
-        "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 3,
+        "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 3, "gen_ai.response.finish_reasons": ("stop",),
     }
     outbound = client_span_under(exporter, span)
     assert (outbound.attributes["http.method"], outbound.attributes["http.url"], outbound.attributes["http.status_code"]) == (
@@ -99,7 +104,7 @@ async def test_a_streamed_chat_records_its_time_to_first_chunk_and_usage(traced,
     assert attributes == {
         "gen_ai.operation.name": "chat", "gen_ai.request.model": "vllm/jan-v1-4b", "gen_ai.response.model": "vllm/jan-v1-4b",
         "gen_ai.system": "vllm", "llm_api.provider": "vllm", "llm_api.stream": True,
-        "gen_ai.usage.input_tokens": 30, "gen_ai.usage.output_tokens": 5,
+        "gen_ai.usage.input_tokens": 30, "gen_ai.usage.output_tokens": 5, "gen_ai.response.finish_reasons": ("stop",),
     }
     outbound = client_span_under(exporter, span)
     assert outbound.attributes["http.method"] == "POST"
@@ -137,3 +142,86 @@ async def test_spans_are_exported_over_otlp_when_enabled(aiohttp_server, make_da
         assert collector.service_names == {"llm-api-test"}
     finally:
         await collector.stop()
+
+
+# ---------------------------------------------------------------- one trace per request, from the caller on
+
+
+def spans_of_trace(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:
+    return [span for span in exporter.get_finished_spans() if span.context.trace_id == trace_id]
+
+
+def server_span(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
+    (span,) = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER and span.name == name]
+    return span
+
+
+async def test_one_streamed_chat_is_one_trace_server_completion_client(traced, vllm, exporter):
+    session, url, headers = traced
+    body = {"model": "vllm/jan-v1-4b", "messages": HELLO, "stream": True}
+    async with session.post(url, json=body, headers=headers) as response:
+        assert (await response.text()).endswith("data: [DONE]\n\n")
+    completion = await chat_span(exporter)
+    server = server_span(exporter, "POST /v1/chat/completions")
+    outbound = client_span_under(exporter, completion)
+    assert completion.parent is not None and completion.parent.span_id == server.context.span_id
+    assert {span.name for span in spans_of_trace(exporter, server.context.trace_id)} == {
+        "POST /v1/chat/completions", "chat.completion", outbound.name,
+    }
+    assert server.parent is None  # the caller sent no traceparent: the trace starts here
+    assert dict(server.attributes) | {"server.address": "-", "url.scheme": "-"} == {
+        "http.request.method": "POST", "http.route": "/v1/chat/completions", "url.path": "/v1/chat/completions",
+        "url.scheme": "-", "server.address": "-", "http.response.status_code": 200,
+    }
+    assert_traceparent_sent(vllm.requests[-1], outbound)
+
+
+async def test_an_incoming_traceparent_continues_the_callers_trace(traced, vllm, exporter):
+    session, url, headers = traced
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    caller = {**headers, "traceparent": f"00-{trace_id}-{parent_id}-01"}
+    async with session.post(url, json={"model": "vllm/jan-v1-4b", "messages": HELLO}, headers=caller) as response:
+        assert response.status == 200
+    server = server_span(exporter, "POST /v1/chat/completions")
+    assert f"{server.context.trace_id:032x}" == trace_id
+    assert server.parent is not None and f"{server.parent.span_id:016x}" == parent_id and server.parent.is_remote
+    # ... and the provider sees the same trace.
+    assert vllm.requests[-1]["headers"]["traceparent"].split("-")[1] == trace_id
+
+
+async def test_a_server_span_names_the_route_template_and_its_status(traced, exporter):
+    session, url, headers = traced
+    async with session.get(url.with_path("/v1/conversations/conv_doesnotexist0000"), headers=headers) as response:
+        assert response.status == 404
+    server = server_span(exporter, "GET /v1/conversations/{conversation_id}")
+    assert server.attributes["http.response.status_code"] == 404
+    assert server.status.status_code is StatusCode.UNSET  # a client's mistake is not the server failing
+
+
+async def test_calls_to_the_memory_and_media_services_carry_the_trace(aiohttp_server, make_database, tmp_path, exporter):
+    async with running(FakeOpenAIUpstream(models=("jan-v2-30b",))) as vision, running(FakeMemory()) as memory, \
+            running(FakeMediaApi()) as media:
+        media.add("jan_01hqr8v9k2x3f4g5h6j7k8m9n0")
+        providers = tmp_path / "providers.yaml"
+        providers.write_text(f"providers:\n  - {{name: jan, vendor: vllm, base_url: '{vision.base_url}/v1', "
+                             "models: [jan-v2-30b], metadata: {vision: 'true'}}\n")
+        tracer = TracerProvider()
+        tracer.add_span_processor(SimpleSpanProcessor(exporter))
+        settings = test_settings(make_database(), PROVIDERS_CONFIG_FILE=str(providers), MEMORY_BASE_URL=memory.base_url,
+                                 MEDIA_RESOLVE_URL=f"{media.base_url}/v1/media/resolve")
+        server = await aiohttp_server(create_app(settings, tracer_provider=tracer))
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": f"Bearer {await guest_token(server)}"}
+            body = {"model": "jan-v2-30b", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "jan_01hqr8v9k2x3f4g5h6j7k8m9n0"}}]}]}
+            async with session.post(server.make_url("/v1/chat/completions"), json=body, headers=headers) as response:
+                assert response.status == 200, await response.text()
+        server_trace = f"{server_span(exporter, 'POST /v1/chat/completions').context.trace_id:032x}"
+        traced_calls = {
+            "memory": memory.requests[-1]["headers"]["traceparent"],
+            "media": media.requests[-1]["headers"]["traceparent"],
+            "provider": vision.requests[-1]["headers"]["traceparent"],
+        }
+        assert {name: value.split("-")[1] for name, value in traced_calls.items()} == dict.fromkeys(traced_calls, server_trace)
+        tracer.shutdown()

@@ -110,8 +110,9 @@ def test_a_new_property_makes_the_models_stale(tmp_path):
 
 def test_a_changed_operation_makes_the_operation_table_stale(tmp_path):
     project = copy_project(tmp_path)
-    # getMetrics loses its x-planned mark: the table must now say it is implemented.
-    edit_spec(project, "      x-planned: true\n", "", after="operationId: getMetrics\n")
+    # getMetrics gains an x-planned mark: the table must now say it is planned.
+    edit_spec(project, "      x-rate-limited: false\n", "      x-rate-limited: false\n      x-planned: true\n",
+              after="operationId: getMetrics\n")
     stale = codegen(project, "--check")
     assert stale.returncode == 1, stale.stdout + stale.stderr
     assert "--- a/llm_api/schemas/operations.py" in stale.stdout

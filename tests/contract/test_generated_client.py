@@ -131,16 +131,22 @@ def test_get_readiness(generated, api_client):
     assert isinstance(database.duration_ms, float | int) and database.duration_ms >= 0
 
 
-def test_planned_operation_surfaces_the_501_as_error_response(generated, api_client):
-    response = generated.module("api.meta.get_metrics").sync_detailed(client=api_client)
-    assert response.status_code == 501
+def test_an_error_answer_surfaces_as_error_response(generated, api_client):
+    response = generated.module("api.auth.get_current_principal").sync_detailed(client=api_client)  # no credential
+    assert response.status_code == 401
     error = response.parsed
     assert isinstance(error, generated.module("models").ErrorResponse)
-    assert error.error.code == "not_implemented"
-    assert error.error.type_ == "server_error"
+    assert error.error.code == "missing_credentials"
+    assert error.error.type_ == "authentication_error"
     assert error.error.param is None
-    assert "getMetrics" in error.error.message
-    assert response.headers["x-should-retry"] == "false"
+
+
+def test_the_metrics_operation_returns_the_prometheus_text(generated, api_client):
+    response = generated.module("api.meta.get_metrics").sync_detailed(client=api_client)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert isinstance(response.parsed, str)
+    assert "# TYPE llm_api_http_requests_total counter" in response.parsed
 
 
 def test_guest_login_then_an_authenticated_call(generated, api_client, live_server):

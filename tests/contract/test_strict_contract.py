@@ -30,12 +30,14 @@ def response(status: int, body, content_type="application/json", headers=None):
     return contract_response(data, status, content_type, CIMultiDict(headers or {}))
 
 
-ENVELOPE = {"error": {"message": "m", "type": "server_error", "param": None, "code": "not_implemented"}}
+ENVELOPE = {"error": {"message": "m", "type": "server_error", "param": None, "code": "internal_error"}}
 
 
 def test_a_documented_response_passes(strict):
     strict.check_response(request("getHealth"), response(200, {"status": "ok"}))
-    strict.check_response(request("getMetrics"), response(501, ENVELOPE, headers={"x-should-retry": "false"}))
+    strict.check_response(request("getMetrics"), response(200, b"llm_api_active_streams 0.0\n",
+                                                          "text/plain; version=0.0.4; charset=utf-8"))
+    strict.check_response(request("getMetrics"), response(500, ENVELOPE))
 
 
 @pytest.mark.parametrize("status,body,fragment", [
