@@ -1,13 +1,13 @@
 """``llm-api serve --workers N``: N worker processes on one port, under gunicorn's arbiter.
 
-Why gunicorn: its arbiter is the well-kept answer to everything a pre-fork server needs — one
-listening socket shared by the workers, a worker that dies (or hangs past its heartbeat) replaced,
+Why gunicorn: its arbiter is the well-kept answer to everything a pre-fork server needs — workers
+sharing one port, a worker that dies (or hangs past its heartbeat) replaced,
 SIGTERM passed on so that each worker drains, SIGKILL for those still busy after the grace period,
 SIGTTIN/SIGTTOU to grow or shrink the pool — and aiohttp ships the worker class for it.
 
 Each worker builds its own application (its own pool of database connections, its own HTTP
-sessions) after the fork. On SIGTERM the arbiter closes the listening socket and tells every worker
-to stop; a worker stops accepting connections, lets running requests and streams finish for up to
+sessions) and its own listening socket (SO_REUSEPORT) after the fork. On SIGTERM the arbiter tells
+every worker to stop; a worker closes its socket, lets running requests and streams finish for up to
 SHUTDOWN_GRACE_PERIOD, then closes what is left. Metrics are written by every worker to a shared
 directory and added up on each scrape (prometheus-client's multiprocess mode).
 """
@@ -75,6 +75,10 @@ class _Arbiter(BaseApplication):
             "bind": [f"{host}:{settings.http_port}"],
             "workers": settings.workers,
             "worker_class": "aiohttp.GunicornWebWorker",
+            # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads connections over
+            # them. One shared socket lets whichever worker wakes first take every connection: under
+            # load one worker held all 64 of a benchmark's connections while the other idled.
+            "reuse_port": True,
             "graceful_timeout": math.ceil(settings.shutdown_grace_period),  # gunicorn takes whole seconds
             "timeout": _HEARTBEAT_TIMEOUT,
             "logger_class": _GunicornLog,
