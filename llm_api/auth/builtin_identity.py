@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from llm_api.auth.builtin_issuer import BuiltInIssuer
 from llm_api.auth.sessions import TokenSet
-from llm_api.auth.tokens import Identity, identity_from_claims, verify_access_token
+from llm_api.auth.tokens import AccessTokens, Identity, identity_from_claims
 from llm_api.auth.users import UserDirectory
 from llm_api.crypto import Keyring
 from llm_api.db import refresh_tokens, users
@@ -31,8 +31,8 @@ class BuiltInIdentity:
         self._issuer = issuer
         self._directory = directory
         self._refresh_ttl = timedelta(seconds=refresh_ttl)
-        self._leeway = leeway
         self._guest_role = guest_role
+        self._tokens = AccessTokens(issuer.key_for, issuer=issuer.issuer, audience=issuer.audience, leeway=leeway)
 
     async def guest_login(self) -> TokenSet:
         subject = str(uuid.uuid4())
@@ -70,10 +70,7 @@ class BuiltInIdentity:
             await refresh_tokens.revoke_family(self._db, row["family"])
 
     async def verify(self, access_token: str) -> Identity:
-        claims = await verify_access_token(
-            access_token, self._issuer.key_for, issuer=self._issuer.issuer, audience=self._issuer.audience,
-            leeway=self._leeway,
-        )
+        claims = await self._tokens.claims(access_token)
         return identity_from_claims(claims, guest_role=self._guest_role)
 
     def jwks(self) -> dict:

@@ -7,7 +7,7 @@ import time
 from llm_api.auth.keycloak import KeycloakClient
 from llm_api.auth.remote_jwks import RemoteJwks
 from llm_api.auth.sessions import TokenSet
-from llm_api.auth.tokens import Identity, identity_from_claims, verify_access_token
+from llm_api.auth.tokens import AccessTokens, Identity, identity_from_claims
 from llm_api.auth.users import UserDirectory
 from llm_api.config import Settings
 from llm_api.errors import ServiceUnavailable, Unauthorized
@@ -19,6 +19,8 @@ class KeycloakIdentity:
         self._jwks = jwks
         self._directory = directory
         self._settings = settings
+        self._tokens = AccessTokens(jwks.key_for, issuer=settings.token_issuer, audience=settings.account,
+                                    leeway=settings.auth_clock_skew)
 
     async def guest_login(self) -> TokenSet:
         return await self._session(await self._keycloak().provision_guest())
@@ -31,10 +33,7 @@ class KeycloakIdentity:
             await self._client.logout(refresh_token)
 
     async def verify(self, access_token: str) -> Identity:
-        claims = await verify_access_token(
-            access_token, self._jwks.key_for, issuer=self._settings.token_issuer, audience=self._settings.account,
-            leeway=self._settings.auth_clock_skew,
-        )
+        claims = await self._tokens.claims(access_token)
         azp = claims.get("azp")
         if azp is not None and azp != self._settings.client_id:
             # As the original: a token minted for another client (an admin console, say) is not for us.

@@ -8,6 +8,9 @@ are checked with a small clock-skew allowance.
 
 from __future__ import annotations
 
+import hashlib
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,33 +37,84 @@ class Identity:
     is_guest: bool
 
 
-async def verify_access_token(token: str, key_for: KeyLookup, *, issuer: str, audience: str, leeway: float) -> dict:
-    """The claims of a valid token; Unauthorized (never anything else) for any invalid one."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise Unauthorized("The access token is malformed.", code="invalid_token") from None
-    if header.get("alg") != ALGORITHM:
-        raise Unauthorized(f"Access tokens must be signed with {ALGORITHM}.", code="invalid_token")
-    kid = header.get("kid")
-    key = await key_for(kid) if isinstance(kid, str) else None
-    if key is None:
-        raise Unauthorized("The access token was signed with an unknown key.", code="invalid_token")
-    try:
-        return jwt.decode(
-            token, key, algorithms=[ALGORITHM], issuer=issuer, audience=audience, leeway=leeway,
-            options={"require": ["exp", "iat", "iss", "sub"]},
-        )
-    except jwt.ExpiredSignatureError:
-        raise Unauthorized("The access token has expired.", code="token_expired") from None
-    except jwt.ImmatureSignatureError:
-        raise Unauthorized("The access token is not valid yet.", code="invalid_token") from None
-    except jwt.InvalidIssuerError:
-        raise Unauthorized("The access token comes from another issuer.", code="invalid_token") from None
-    except jwt.InvalidAudienceError:
-        raise Unauthorized("The access token is meant for another audience.", code="invalid_token") from None
-    except jwt.PyJWTError:
-        raise Unauthorized("The access token is invalid.", code="invalid_token") from None
+class AccessTokens:
+    """Verifies access tokens against an issuer's key set, remembering the ones that passed.
+
+    A client sends the same token on every request; checking its RSA signature each time was the
+    largest part of the service's own time per request. A verified token is remembered (by its
+    SHA-256) until it expires, for at most ``max_age`` seconds, and only while the key that signed it
+    is still the issuer's: each use asks ``key_for`` again (a dictionary lookup, or the key-set refresh
+    that would have happened anyway), so a key removed from the set stops its tokens at once.
+    Failures are not remembered: an invalid token is checked in full every time.
+    """
+
+    def __init__(self, key_for: KeyLookup, *, issuer: str, audience: str, leeway: float,
+                 capacity: int = 10_000, max_age: float = 60.0) -> None:
+        self._key_for = key_for
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+        self._capacity = capacity
+        self._max_age = max_age
+        self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many verified tokens are remembered."""
+        return len(self._verified)
+
+    async def claims(self, token: str) -> dict:
+        """The claims of a valid token; Unauthorized (never anything else) for any invalid one."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        now = time.time()
+        known = self._verified.get(digest)
+        if known is not None and now < known.until and await self._key_for(known.kid) is known.key:
+            self._verified.move_to_end(digest)
+            return known.claims
+        kid, key = await self._signing_key(token)
+        claims = self._decode(token, key)
+        self._verified[digest] = _Verified(claims, kid, key, min(float(claims["exp"]), now + self._max_age))
+        self._verified.move_to_end(digest)
+        if len(self._verified) > self._capacity:
+            self._verified.popitem(last=False)
+        return claims
+
+    async def _signing_key(self, token: str) -> tuple[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("The access token is malformed.", code="invalid_token") from None
+        if header.get("alg") != ALGORITHM:
+            raise Unauthorized(f"Access tokens must be signed with {ALGORITHM}.", code="invalid_token")
+        kid = header.get("kid")
+        key = await self._key_for(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise Unauthorized("The access token was signed with an unknown key.", code="invalid_token")
+        return kid, key
+
+    def _decode(self, token: str, key: Any) -> dict:
+        try:
+            return jwt.decode(
+                token, key, algorithms=[ALGORITHM], issuer=self._issuer, audience=self._audience, leeway=self._leeway,
+                options={"require": ["exp", "iat", "iss", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The access token has expired.", code="token_expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("The access token is not valid yet.", code="invalid_token") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("The access token comes from another issuer.", code="invalid_token") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("The access token is meant for another audience.", code="invalid_token") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("The access token is invalid.", code="invalid_token") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    claims: dict
+    kid: str
+    key: Any
+    until: float  # time.time() after which the token is checked again
 
 
 def identity_from_claims(claims: dict, *, guest_role: str, client_id: str | None = None) -> Identity:
