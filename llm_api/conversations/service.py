@@ -79,11 +79,9 @@ class Conversations:
     async def record_exchange(self, user_id: str, conversation_id: str, rows: list[dict], title: str | None) -> dict | None:
         """Store an exchange's items (already in stored form); give the conversation ``title`` if it has
         none. The conversation, or None when it was deleted while the answer was being written."""
-        async with self._db.transaction() as tx:
-            conversation = await conversations.touch(tx, user_id=user_id, conversation_id=conversation_id, title=title)
-            if conversation is not None and rows:
-                await conversations.insert_items(tx, conversation_id=conversation_id, rows=rows)
-            return conversation
+        return await conversations.record_exchange(
+            self._db, user_id=user_id, conversation_id=conversation_id, rows=rows, title=title,
+        )
 
     async def page_items(self, user_id: str, params: models.ListConversationItemsParams) -> tuple[list[dict], bool]:
         await self.get(user_id, params.conversation_id)

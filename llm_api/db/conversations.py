@@ -68,6 +68,25 @@ _INSERT_ITEMS = Query(sa.text("""
     ORDER BY r.position
     RETURNING seq, id, conversation_id, type, role, status, body, created_at
 """).bindparams(sa.bindparam("items", type_=JSONB)))
+# A chat's exchange, stored in one statement (one round trip, atomic): the conversation touched (and
+# titled if it has no title) and its items added, or nothing at all when the conversation is gone.
+_RECORD_EXCHANGE = Query(sa.text("""
+    WITH touched AS (
+        UPDATE llm_api.conversations
+        SET updated_at = now(), title = coalesce(title, CAST(:title AS text))
+        WHERE user_id = :user_id AND id = :id
+        RETURNING *
+    ), stored AS (
+        INSERT INTO llm_api.conversation_items (id, conversation_id, type, role, status, body)
+        SELECT r.id, touched.id, r.type, r.role, r.status, r.body
+        FROM touched,
+             ROWS FROM (jsonb_to_recordset(:items) AS (id text, type text, role text, status text, body jsonb))
+             WITH ORDINALITY AS r(id, type, role, status, body, position)
+        ORDER BY r.position
+        RETURNING seq
+    )
+    SELECT * FROM touched
+""").bindparams(sa.bindparam("items", type_=JSONB)))
 _GET_ITEM = Query(sa.select(items).where(_in_conversation, items.c.id == sa.bindparam("id")))
 _ITEM_PAGES = {order: Query(q) for order, q in page_queries(items, _conversation_scope).items()}
 _DELETE_ITEM = Query(sa.delete(items).where(_in_conversation, items.c.id == sa.bindparam("id")).returning(items.c.id))
@@ -118,6 +137,12 @@ async def insert_items(tx: Transaction, *, conversation_id: str, rows: list[dict
     except psycopg2.errors.UniqueViolation:
         raise Conflict("An item with this id is already in the conversation.", param="items", code="duplicate_item_id") from None
     return sorted(inserted, key=lambda row: row["seq"])
+
+
+async def record_exchange(db: Database, *, user_id: str, conversation_id: str, rows: list[dict], title: str | None) -> dict | None:
+    """Add a chat's items (new ids) and touch the conversation; the conversation, or None when it is gone."""
+    stored = await db.execute(_RECORD_EXCHANGE, user_id=user_id, id=conversation_id, items=rows, title=title)
+    return stored[0] if stored else None
 
 
 async def get_item(db: Database, *, conversation_id: str, item_id: str) -> dict | None:
