@@ -47,8 +47,8 @@ from llm_api.config import Settings
 from llm_api.contract.spec import spec_bytes
 from llm_api.conversations.projects import Projects
 from llm_api.conversations.service import Conversations
-from llm_api.contract.strict import StrictContract
 from llm_api.crypto import Keyring
+from llm_api.db.changes import ChangeFeed
 from llm_api.db.lifecycle import open_database
 from llm_api.db.service_state import load_installation
 from llm_api.observability.metrics import Metrics
@@ -59,7 +59,6 @@ from llm_api.readiness import Readiness
 from llm_api.schemas.operations import OPERATIONS
 from llm_api.server.access_log import access_log_middleware
 from llm_api.server.authentication import add_principal_headers, authentication_middleware
-from llm_api.server.contract_check import contract_check_middleware
 from llm_api.server.error_rendering import error_middleware
 from llm_api.server.rate_limiting import add_rate_limit_headers, rate_limit_middleware
 from llm_api.server.request_id import add_request_id_header, request_id_middleware
@@ -85,7 +84,7 @@ def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | No
         middlewares.append(server_span_middleware(provider.get_tracer("llm_api.server")))
     middlewares += [access_log_middleware, request_metrics_middleware, request_id_middleware]
     if settings.strict_contract:
-        middlewares.append(contract_check_middleware)
+        middlewares.append(_contract_check_middleware())
     middlewares += [error_middleware, authentication_middleware, rate_limit_middleware, validation_middleware]
 
     app = web.Application(
@@ -96,6 +95,8 @@ def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | No
     app[BUILD_INFO] = build_info(settings)
     app[SPEC_DOCUMENT] = spec_bytes()
     if settings.strict_contract:
+        from llm_api.contract.strict import StrictContract  # see _contract_check_middleware
+
         app[STRICT_CONTRACT] = StrictContract(app[SPEC_DOCUMENT])
     app[READINESS] = Readiness()
     app[METRICS] = Metrics(settings.prometheus_multiproc_dir)
@@ -103,6 +104,7 @@ def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | No
     if tracer_provider is None:  # ours to flush and close on shutdown
         app.on_cleanup.append(_flush_traces)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_change_feed)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_identity)
     app.cleanup_ctx.append(_providers)
@@ -113,6 +115,13 @@ def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | No
     bind_routes(app, OPERATIONS, api.handlers())
     check_no_stray_routes(app)
     return app
+
+
+def _contract_check_middleware():
+    # openapi-core, behind strict mode, is a fifth of a worker's memory: only strict mode imports it.
+    from llm_api.server.contract_check import contract_check_middleware
+
+    return contract_check_middleware
 
 
 async def _flush_traces(app: web.Application) -> None:
@@ -127,11 +136,21 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[READINESS].add("database", database.ping)
         app[CONVERSATIONS] = Conversations(database)
         app[PROJECTS] = Projects(database)
-        app[USER_SETTINGS] = UserSettings(database)
         app[STARTED_AT] = int(time.time())
         yield
     finally:
         await database.close()
+
+
+async def _change_feed(app: web.Application) -> AsyncIterator[None]:
+    """What other workers change, evicted from this one's caches (see ``db.changes``)."""
+    changes = ChangeFeed(app[SETTINGS].db_dsn)
+    listening = asyncio.create_task(changes.run())
+    app[USER_SETTINGS] = UserSettings(app[DATABASE], changes)
+    try:
+        yield
+    finally:
+        await _stopped(listening)
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
@@ -151,9 +170,15 @@ async def _identity(app: web.Application) -> AsyncIterator[None]:
         identity, app[API_KEYS], directory,
         admin_api_key=settings.admin_api_key, gateway_secret=settings.gateway_shared_secret,
     )
-    if settings.rate_limit_per_minute > 0:
-        app[RATE_LIMITER] = RateLimiter(database, settings.rate_limit_per_minute)
-    yield
+    if settings.rate_limit_per_minute <= 0:
+        yield
+        return
+    limiter = app[RATE_LIMITER] = RateLimiter(database, settings.rate_limit_per_minute)
+    settling = asyncio.create_task(limiter.run())
+    try:
+        yield
+    finally:
+        await _stopped(settling)
 
 
 async def _providers(app: web.Application) -> AsyncIterator[None]:
@@ -169,9 +194,7 @@ async def _providers(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        await _stopped(refresher)
         await app[CHAT].close()
 
 
@@ -192,3 +215,10 @@ async def _identity_provider(app: web.Application, keyring: Keyring, directory: 
         app[DATABASE], keyring, issuer, directory,
         refresh_ttl=settings.refresh_token_ttl, leeway=settings.auth_clock_skew, guest_role=settings.guest_role,
     )
+
+
+async def _stopped(task: asyncio.Task) -> None:
+    """Cancel a background task and wait until it has finished."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

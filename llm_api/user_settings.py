@@ -9,11 +9,14 @@ sent change. ``preferences`` keys are merged one level deep. ``nickname`` is acc
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from llm_api.db import user_settings
+from llm_api.db.changes import USER_SETTINGS as USER_SETTINGS_CHANNEL
+from llm_api.db.changes import ChangeFeed
 from llm_api.db.pool import Database
 from llm_api.schemas import models
 
@@ -42,19 +45,47 @@ class SettingsRecord:
 
 
 class UserSettings:
-    def __init__(self, db: Database) -> None:
+    """Every chat reads its caller's settings, so they are cached per worker; a change made through any
+    worker or instance evicts them everywhere (``ChangeFeed``), and nothing is cached while the feed
+    is not listening. Records are shared: callers must not change them.
+    """
+
+    def __init__(self, db: Database, changes: ChangeFeed, *, capacity: int = 10_000) -> None:
         self._db = db
+        self._changes = changes
+        self._capacity = capacity
+        self._cached: OrderedDict[str, SettingsRecord] = OrderedDict()
+        self._evictions = 0  # a read that saw an eviction happen meanwhile may be stale: not cached
+        changes.subscribe(USER_SETTINGS_CHANNEL, self._evict)
 
     async def get(self, user_id: str) -> SettingsRecord:
+        cached = self._cached.get(user_id) if self._changes.live else None
+        if cached is not None:
+            self._cached.move_to_end(user_id)
+            return cached
+        evictions = self._evictions
         row = await user_settings.get(self._db, user_id)
-        return _record(row) if row is not None else SettingsRecord(copy.deepcopy(DEFAULTS), None, None)
+        record = _record(row) if row is not None else SettingsRecord(copy.deepcopy(DEFAULTS), None, None)
+        if self._changes.live and evictions == self._evictions:
+            self._cached[user_id] = record
+            if len(self._cached) > self._capacity:
+                self._cached.popitem(last=False)
+        return record
 
     async def update(self, user_id: str, request: models.UserSettingsUpdateRequest) -> SettingsRecord:
         changes = _changes(request)
         async with self._db.transaction() as tx:
             row = await user_settings.lock(tx, user_id)
             row = await user_settings.write(tx, user_id, merge(row["settings"], changes))
+        self._evict(user_id)  # at once here; the other workers hear of it from the feed
         return _record(row)
+
+    def _evict(self, user_id: str | None) -> None:
+        self._evictions += 1
+        if user_id is None:
+            self._cached.clear()
+        else:
+            self._cached.pop(user_id, None)
 
 
 def merge(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Rate-limit windows shared by every worker: one row per caller, one statement per request."""
+"""Rate-limit windows shared by every worker: one row per caller, one statement per settlement."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from llm_api.db.sql import Query
 from llm_api.db.tables import rate_limits
 
 _window = sa.bindparam("window", type_=sa.Interval)
-_new = insert(rate_limits).values(key=sa.bindparam("key"), window_start=sa.func.now(), count=1)
+_new = insert(rate_limits).values(key=sa.bindparam("key"), window_start=sa.func.now(), count=sa.bindparam("requests"))
 _expired = rate_limits.c.window_start <= sa.func.now() - _window
 # A window opens with the caller's first request and lasts `window`; the next request after it opens a new one.
 _HIT = Query(
@@ -18,7 +18,7 @@ _HIT = Query(
         index_elements=[rate_limits.c.key],
         set_={
             "window_start": sa.case((_expired, sa.func.now()), else_=rate_limits.c.window_start),
-            "count": sa.case((_expired, 1), else_=rate_limits.c.count + 1),
+            "count": sa.case((_expired, _new.excluded.count), else_=rate_limits.c.count + _new.excluded.count),
         },
     ).returning(
         rate_limits.c.count,
@@ -27,7 +27,7 @@ _HIT = Query(
 )
 
 
-async def hit(db: Database, key: str, window) -> tuple[int, float]:
-    """Count one request for ``key``; (requests in the current window, seconds until it closes)."""
-    row = (await db.execute(_HIT, key=key, window=window))[0]
+async def hit(db: Database, key: str, window, requests: int = 1) -> tuple[int, float]:
+    """Count ``requests`` more for ``key``; (requests in the current window, seconds until it closes)."""
+    row = (await db.execute(_HIT, key=key, window=window, requests=requests))[0]
     return row["count"], float(row["seconds_left"])

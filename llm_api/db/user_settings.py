@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
+from llm_api.db.changes import USER_SETTINGS, notify_query
 from llm_api.db.pool import Database, Transaction
 from llm_api.db.sql import Query
 from llm_api.db.tables import user_settings
@@ -23,6 +24,7 @@ _WRITE = Query(
     .values(settings=sa.bindparam("settings", type_=JSONB), updated_at=sa.func.now())
     .returning(user_settings)
 )
+_ANNOUNCE = notify_query(USER_SETTINGS)
 
 
 async def get(db: Database, user_id: str) -> dict | None:
@@ -36,4 +38,7 @@ async def lock(tx: Transaction, user_id: str) -> dict:
 
 
 async def write(tx: Transaction, user_id: str, settings: dict) -> dict:
-    return await tx.fetch_one(_WRITE, user_id=user_id, settings=settings)
+    """Store the settings and announce the change to every worker (at commit)."""
+    row = await tx.fetch_one(_WRITE, user_id=user_id, settings=settings)
+    await tx.execute(_ANNOUNCE, key=user_id)
+    return row

@@ -10,8 +10,6 @@ import logging
 
 import aiohttp
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -37,6 +35,8 @@ def tracing_enabled(provider: trace.TracerProvider) -> bool:
 def client_trace_configs(provider: trace.TracerProvider) -> list[aiohttp.TraceConfig]:
     if not tracing_enabled(provider):
         return []
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config  # tracing on only: memory
+
     return [create_trace_config(tracer_provider=provider)]
 
 
@@ -45,6 +45,8 @@ def _add_exporter(provider: TracerProvider, settings: Settings) -> None:
     if not settings.otel_exporter_otlp_endpoint:
         log.warning("OTEL_ENABLED is set without OTEL_EXPORTER_OTLP_ENDPOINT: spans are recorded but not exported")
         return
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # protobuf: tracing on only
+
     endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
 

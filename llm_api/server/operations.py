@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from typing import TYPE_CHECKING
+
 from llm_api.app_keys import OPERATION_BY_ROUTE
-from llm_api.contract.strict import ContractRequest, contract_request
 from llm_api.schemas.operation import Operation
+
+if TYPE_CHECKING:
+    from llm_api.contract.strict import ContractRequest
 
 
 def operation_of(request: web.Request) -> Operation | None:
@@ -22,6 +26,8 @@ def route_template(request: web.Request) -> str:
 
 def request_view(request: web.Request, operation: Operation, *, body: bytes | None) -> ContractRequest:
     """The request as openapi-core sees it (strict mode)."""
+    from llm_api.contract.strict import contract_request  # openapi-core costs 22 MB: imported in strict mode only
+
     return contract_request(
         operation, request.match_info, query=request.query, headers=request.headers,
         cookies=request.cookies, body=body, content_type=request.content_type,

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from llm_api.app import create_app
+from llm_api.rate_limit import FRESHNESS
 from tests.api.test_error_surface import error_of
 from tests.conftest import test_settings
 from tests.sql import query
@@ -145,37 +146,55 @@ async def test_anonymous_calls_are_limited_per_address(aiohttp_client, fresh_dsn
 
 # --- across workers --------------------------------------------------------------------------------
 
+async def settled(dsn: str, key: str, count: int) -> None:
+    """Wait until the shared row shows ``count`` (each instance settles in the background)."""
+    for _ in range(100):
+        if query(dsn, "SELECT count FROM llm_api.rate_limits WHERE key = %s", key) == [(count,)]:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{key} never reached {count}: {query(dsn, 'SELECT key, count FROM llm_api.rate_limits')}")
+
+
 async def test_two_instances_share_one_budget(aiohttp_client, fresh_dsn):
     settings = test_settings(fresh_dsn, RATE_LIMIT_PER_MINUTE=100)
     one = await aiohttp_client(create_app(settings))
     two = await aiohttp_client(create_app(settings))
-    headers = await guest_headers(one)
+    headers, user_id = await guest_user(one)
     for n in range(60):
         response = await one.get("/v1/models", headers=headers)
         assert response.status == 200
         assert response.headers[REMAINING_HEADER] == str(99 - n)
+    await settled(fresh_dsn, f"user:{user_id}", 60)
     for n in range(40):
         response = await two.get("/v1/models", headers=headers)
         assert response.status == 200
         assert response.headers[REMAINING_HEADER] == str(39 - n)
     await assert_limited(await two.get("/v1/models", headers=headers), 100)  # the 101st overall
+    # Instance one counted locally since it last heard of the shared row; once its view is older than
+    # FRESHNESS it asks again, and refuses.
+    await asyncio.sleep(FRESHNESS)
     await assert_limited(await one.get("/v1/models", headers=headers), 100)
 
 
-async def test_concurrent_requests_on_two_instances_never_exceed_the_limit(aiohttp_client, fresh_dsn):
+async def test_concurrent_requests_on_two_instances_are_all_counted(aiohttp_client, fresh_dsn):
     settings = test_settings(fresh_dsn, RATE_LIMIT_PER_MINUTE=50)
     one = await aiohttp_client(create_app(settings))
     two = await aiohttp_client(create_app(settings))
-    headers = await guest_headers(one)
+    headers, user_id = await guest_user(one)
     responses = await asyncio.gather(*(
         (one if n % 2 else two).get("/v1/models", headers=headers) for n in range(70)
     ))
     passed = [response for response in responses if response.status == 200]
     refused = [response for response in responses if response.status == 429]
-    assert len(passed) == 50 and len(refused) == 20
-    assert sorted(int(response.headers[REMAINING_HEADER]) for response in passed) == list(range(50))
+    # At least the budget passes; beyond it, at most what one instance counted before hearing of the
+    # other's count (see llm_api.rate_limit): never a request refused while budget was left.
+    assert len(passed) >= 50 and len(passed) + len(refused) == 70
     for response in refused:
         await assert_limited(response, 50)
+    await settled(fresh_dsn, f"user:{user_id}", 70)  # nothing lost
+    await asyncio.sleep(FRESHNESS)
+    for client in (one, two):
+        await assert_limited(await client.get("/v1/models", headers=headers), 50)
 
 
 # --- off -------------------------------------------------------------------------------------------

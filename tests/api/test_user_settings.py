@@ -6,6 +6,10 @@ import asyncio
 
 import pytest
 
+from llm_api.app import create_app
+from tests.conftest import test_settings
+from tests.sql import query
+
 SEED_DEFAULTS = {
     "memory_config": {
         "enabled": True, "observe_enabled": True, "inject_user_core": True, "inject_semantic": True,
@@ -116,3 +120,59 @@ async def test_settings_belong_to_their_user(client):
     alice, bob = await guest(client), await guest(client)
     await patch(client, alice, {"profile_settings": {"nick_name": "Alice"}})
     assert without_times(await settings_of(client, bob)) == SEED_DEFAULTS
+
+
+# ---------------------------------------------------------------- several workers
+
+
+async def eventually_sees(client, auth, occupation: str) -> None:
+    """The other instance serves the change (within moments: it hears of it through PostgreSQL)."""
+    for _ in range(100):
+        if (await settings_of(client, auth))["profile_settings"]["occupation"] == occupation:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never saw occupation {occupation!r}")
+
+
+@pytest.fixture
+async def two_instances(aiohttp_client, make_database):
+    settings = test_settings(make_database())
+    return await aiohttp_client(create_app(settings)), await aiohttp_client(create_app(settings)), settings.db_dsn
+
+
+async def listening(dsn: str) -> int:
+    """How many connections listen for changes on this database (each instance keeps one)."""
+    return query(dsn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND query LIKE 'LISTEN%%'")[0][0]
+
+
+async def test_a_change_made_through_one_instance_reaches_the_others_cache(two_instances):
+    one, two, _ = two_instances
+    auth = await guest(one)
+    assert (await settings_of(two, auth))["profile_settings"]["occupation"] == ""  # now cached by two
+    await patch(one, auth, {"profile_settings": {"occupation": "chemist"}})
+    await eventually_sees(two, auth, "chemist")
+    await patch(two, auth, {"profile_settings": {"occupation": "baker"}})
+    assert (await settings_of(two, auth))["profile_settings"]["occupation"] == "baker"  # at once where it was made
+    await eventually_sees(one, auth, "baker")
+
+
+async def test_an_instance_that_lost_its_listening_connection_serves_nothing_stale(two_instances):
+    one, two, dsn = two_instances
+    auth = await guest(one)
+    for _ in range(100):
+        if await listening(dsn) == 2:
+            break
+        await asyncio.sleep(0.02)
+    await settings_of(two, auth)  # cached by two
+    # Cut every listening connection: a change made now could not be announced to anyone...
+    query(dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+               "AND query LIKE 'LISTEN%%'")
+    await patch(one, auth, {"profile_settings": {"occupation": "chemist"}})
+    # ... so instance two must not serve what it cached before: it reads again until it listens again.
+    await eventually_sees(two, auth, "chemist")
+    for _ in range(150):
+        if await listening(dsn) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert await listening(dsn) == 2  # both listen again
