@@ -3,14 +3,13 @@
 Middlewares, outermost first (each sees what the next one returns or raises):
 
 0. server span      (tracing on only) a SERVER span per request, continuing the caller's trace
-1. access log       one line per request, with the final status and duration
-2. request metrics  every request counted and timed by operation route and final status (``/metrics``)
-3. request id       echo or make ``X-Request-Id``; the id tags every log line of the request
-4. contract check   (strict mode only) every response must be one openapi.yaml documents
-5. error rendering  every exception becomes the OpenAI error envelope
-6. authentication   operations with a security requirement get a principal, or 401 (403 for admin-only)
-7. rate limiting    per principal, or per client address when anonymous; 429 beyond the limit
-8. validation       typed parameters and body from the generated models, or 400
+1. access log       one line per request, with the final status and duration; the same in the metrics
+2. request id       echo or make ``X-Request-Id``; the id tags every log line of the request
+3. contract check   (strict mode only) every response must be one openapi.yaml documents
+4. error rendering  every exception becomes the OpenAI error envelope
+5. authentication   operations with a security requirement get a principal, or 401 (403 for admin-only)
+6. rate limiting    per principal, or per client address when anonymous; 429 beyond the limit
+7. validation       typed parameters and body from the generated models, or 400
 
 Routes are bound from the operations of openapi.yaml (see ``server.routing``).
 """
@@ -62,7 +61,6 @@ from llm_api.server.authentication import add_principal_headers, authentication_
 from llm_api.server.error_rendering import error_middleware
 from llm_api.server.rate_limiting import add_rate_limit_headers, rate_limit_middleware
 from llm_api.server.request_id import add_request_id_header, request_id_middleware
-from llm_api.server.request_metrics import request_metrics_middleware
 from llm_api.server.routing import bind_routes, check_no_stray_routes
 from llm_api.server.server_span import server_span_middleware
 from llm_api.server.validation import validation_middleware
@@ -82,7 +80,7 @@ def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | No
     middlewares = []
     if tracing_enabled(provider):
         middlewares.append(server_span_middleware(provider.get_tracer("llm_api.server")))
-    middlewares += [access_log_middleware, request_metrics_middleware, request_id_middleware]
+    middlewares += [access_log_middleware, request_id_middleware]
     if settings.strict_contract:
         middlewares.append(_contract_check_middleware())
     middlewares += [error_middleware, authentication_middleware, rate_limit_middleware, validation_middleware]

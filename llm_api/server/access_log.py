@@ -1,4 +1,5 @@
-"""One log line per request: method, route, status, duration, request id, and who/what when known."""
+"""One log line per request (method, route, status, duration, request id, and who/what when known), and
+the request counted and timed in the metrics (by operation route and final status, ``/metrics``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import time
 
 from aiohttp import web
 
-from llm_api.app_keys import LOG_FIELDS, REQUEST_ID
-from llm_api.server.operations import route_template
+from llm_api.app_keys import LOG_FIELDS, METRICS, REQUEST_ID
+from llm_api.server.operations import operation_of, route_template
 
 log = logging.getLogger("llm_api.access")
 
@@ -26,11 +27,19 @@ async def access_log_middleware(request: web.Request, handler):
         response = await handler(request)
         status = response.status
         return response
+    except web.HTTPException as exc:  # only what the error renderer lets through (below 400)
+        status = exc.status
+        raise
     except asyncio.CancelledError:
         status = CLIENT_CLOSED
         raise
     finally:
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        seconds = time.perf_counter() - started
+        operation = operation_of(request)
+        request.app[METRICS].observe_request(
+            request.method, operation.path if operation is not None else None, status, seconds,
+        )
+        duration_ms = round(seconds * 1000, 2)
         level = _level(status)
         log.log(
             level, "%s %s %d %.2fms", request.method, request.path, status, duration_ms,

@@ -12,8 +12,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from llm_api.app import create_app
+from tests.api.callers import Caller
 from tests.conftest import test_settings
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.memory_service import FakeMemory
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 ANTHROPIC_KEY = "sk-ant-test"
@@ -38,6 +40,15 @@ async def vllm() -> FakeOpenAIUpstream:
 @pytest.fixture
 async def claude() -> FakeAnthropic:
     async with running(FakeAnthropic(api_key=ANTHROPIC_KEY)) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def memory() -> FakeMemory:
+    """Jan's memory-tools, remembering a little about the user, a project and the past."""
+    async with running(FakeMemory()) as fake:
+        fake.remember(core=["prefers SI units"], semantic=[("Lab", "the lab is in Villeurbanne")],
+                      episodic=["asked about buffers yesterday"])
         yield fake
 
 
@@ -85,3 +96,23 @@ async def oai(vllm_server) -> openai.AsyncOpenAI:
 async def oai_claude(claude_server) -> openai.AsyncOpenAI:
     async with sdk(claude_server, await guest_token(claude_server)) as client:
         yield client
+
+
+async def guest_caller(http: aiohttp.ClientSession) -> Caller:
+    """A new guest, talking to the app through ``http``."""
+    response = await http.post("/auth/guest-login")
+    assert response.status == 201, await response.text()
+    return Caller(http, await response.json())
+
+
+@pytest.fixture
+async def http(server) -> aiohttp.ClientSession:
+    """A session on the test module's ``server`` fixture."""
+    async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+        yield session
+
+
+@pytest.fixture
+async def me(http) -> Caller:
+    return await guest_caller(http)
+

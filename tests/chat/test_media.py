@@ -10,9 +10,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.api.callers import Caller
-from tests.chat.conftest import running
-from tests.chat.test_persistence import both_ways, chat_headers, guest_caller, items, stream
+from tests.chat.conftest import guest_caller, running
+from tests.chat.test_persistence import both_ways, chat_headers, items, stream
 from tests.fakes.media_api import TINY_PNG, FakeMediaApi
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
@@ -55,17 +54,6 @@ async def server(serve, vllm, vision_vllm, media, tmp_path):
     )
     return await serve(PROVIDERS_CONFIG_FILE=str(providers), VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_RETRIES=0,
                        MEDIA_RESOLVE_URL=f"{media.base_url}/v1/media/resolve", MEDIA_RESOLVE_TIMEOUT=TIMEOUT)
-
-
-@pytest.fixture
-async def http(server):
-    async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
-        yield session
-
-
-@pytest.fixture
-async def me(http) -> Caller:
-    return await guest_caller(http)
 
 
 def received_image_urls(provider: FakeOpenAIUpstream) -> list[str]:

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 
 from tests.api.callers import Caller
-from tests.chat.conftest import running
+from tests.chat.conftest import guest_caller, running
 from tests.chat.test_persistence import (
-    HELLO, MODEL, both_ways, chat_body, chat_headers, conversation_in_project, guest_caller, stream,
+    HELLO, MODEL, both_ways, chat_body, chat_headers, conversation_in_project, stream,
 )
 from tests.fakes.memory_service import FakeMemory
 
@@ -25,28 +25,9 @@ QUESTION = {"role": "user", "content": "Which buffer for pH 7?"}
 
 
 @pytest.fixture
-async def memory() -> FakeMemory:
-    async with running(FakeMemory()) as fake:
-        fake.remember(core=["prefers SI units"], semantic=[("Lab", "the lab is in Villeurbanne")],
-                      episodic=["asked about buffers yesterday"])
-        yield fake
-
-
-@pytest.fixture
 async def server(serve, vllm, memory):
     return await serve(VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_RETRIES=0, MEMORY_BASE_URL=memory.base_url,
                        MEMORY_TIMEOUT=TIMEOUT)
-
-
-@pytest.fixture
-async def http(server):
-    async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
-        yield session
-
-
-@pytest.fixture
-async def me(http) -> Caller:
-    return await guest_caller(http)
 
 
 async def set_memory_config(caller: Caller, **config) -> None:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from llm_api.app import create_app
 from tests.api.callers import Caller
-from tests.chat.conftest import sdk
+from tests.chat.conftest import guest_caller, sdk
 from tests.conftest import test_settings
 
 MODEL = "vllm/jan-v1-4b"
@@ -28,20 +28,8 @@ HELLO = {"role": "user", "content": "Dis bonjour"}
 
 
 @pytest.fixture
-async def http(vllm_server):
-    async with aiohttp.ClientSession(base_url=str(vllm_server.make_url("/"))) as session:
-        yield session
-
-
-async def guest_caller(http: aiohttp.ClientSession) -> Caller:
-    response = await http.post("/auth/guest-login")
-    assert response.status == 201, await response.text()
-    return Caller(http, await response.json())
-
-
-@pytest.fixture
-async def me(http) -> Caller:
-    return await guest_caller(http)
+def server(vllm_server):
+    return vllm_server
 
 
 @pytest.fixture

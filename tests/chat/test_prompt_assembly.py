@@ -7,16 +7,14 @@ stored (prompt assembly is never conversation content).
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
 from tests.api.callers import Caller
-from tests.chat.conftest import running
+from tests.chat.conftest import guest_caller
 from tests.chat.test_persistence import (
-    HELLO, INSTRUCTION, assistant_item, both_ways, chat_body, chat_headers, conversation_in_project, guest_caller,
+    HELLO, INSTRUCTION, assistant_item, both_ways, chat_body, chat_headers, conversation_in_project,
     items, output_text, user_item,
 )
-from tests.fakes.memory_service import FakeMemory
 
 PRECEDENCE = (
     "User-level settings are preferences for style and context. If they ever conflict with explicit project or "
@@ -41,27 +39,8 @@ MEMORY_TEXT = (
 
 
 @pytest.fixture
-async def memory() -> FakeMemory:
-    async with running(FakeMemory()) as fake:
-        fake.remember(core=["prefers SI units"], semantic=[("Lab", "the lab is in Villeurbanne")],
-                      episodic=["asked about buffers yesterday"])
-        yield fake
-
-
-@pytest.fixture
 async def server(serve, vllm, memory):
     return await serve(VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_RETRIES=0, MEMORY_BASE_URL=memory.base_url)
-
-
-@pytest.fixture
-async def http(server):
-    async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
-        yield session
-
-
-@pytest.fixture
-async def me(http) -> Caller:
-    return await guest_caller(http)
 
 
 async def set_profile(caller: Caller, **profile) -> None:

@@ -92,6 +92,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import listen
+
 API_VERSION = "2023-06-01"
 MAX_BODY_BYTES = 32 * 1024 * 1024  # Anthropic's request size limit for the Messages API
 
@@ -264,12 +266,7 @@ class FakeAnthropic:
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_get("/v1/models/{model_id}", self._get_model)
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._runner, self.base_url = await listen(app, port, shutdown_timeout=1.0)
         return self.base_url
 
     async def stop(self) -> None:

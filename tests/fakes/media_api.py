@@ -96,6 +96,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import listen, recorded
+
 PLACEHOLDER = re.compile(r"data:(image/[a-z0-9.+-]+);(?:base64,)?(jan_[A-Za-z0-9]+)")
 GENERIC_ERROR = {"code": "", "error": "failed to resolve media payload", "message": "failed to resolve media payload"}
 INVALID_BODY = {"code": "2b3c4d5e-6f7a-8b9c-0d1e-2f3a4b5c6d7e", "error": "invalid request body",
@@ -266,12 +268,7 @@ class FakeMediaApi:
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/media/{id}", self._download)
         # handler_cancellation: a client that gives up cancels its handler (and its delay) at once
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._runner, self.base_url = await listen(app, port, handler_cancellation=True, shutdown_timeout=0.5)
         return self.base_url
 
     async def stop(self) -> None:
@@ -315,16 +312,7 @@ class FakeMediaApi:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = None
-        headers: dict[str, str] = {}
-        for name, value in request.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        self.requests.append({"method": request.method, "path": request.path, "headers": headers, "json": parsed})
+        self.requests.append(await recorded(request))
 
         public = request.path == "/healthz" or request.path.startswith("/media/")
         if not public:

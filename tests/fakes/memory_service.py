@@ -92,6 +92,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import listen, recorded
+
 DEFAULT_SIMILARITY = 0.9
 DEFAULT_MAX_ITEMS = 20  # Service.Load: a max_* of 0 means 20
 DEFAULT_MIN_SIMILARITY = 0.5  # ... and a min_similarity of 0 means 0.5
@@ -329,12 +331,7 @@ class FakeMemory:
         app.router.add_route("*", "/v1/memory/observe", self._observe)
         app.router.add_route("*", "/healthz", self._health)
         # handler_cancellation: a client that gives up cancels its handler (and its delay) at once
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._runner, self.base_url = await listen(app, port, handler_cancellation=True, shutdown_timeout=0.5)
         return self.base_url
 
     async def stop(self) -> None:
@@ -421,16 +418,7 @@ class FakeMemory:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = None
-        headers: dict[str, str] = {}
-        for name, value in request.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        self.requests.append({"method": request.method, "path": request.path, "headers": headers, "json": parsed})
+        self.requests.append(await recorded(request))
 
         # RequestIDMiddleware (outermost), then AuthMiddleware, then the mux.
         request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())

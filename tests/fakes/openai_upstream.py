@@ -73,6 +73,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import recorded
+
 DEFAULT_TEXT = "Bonjour !"
 DEFAULT_USAGE = (21, 4)
 VLLM = "vllm"
@@ -338,17 +340,8 @@ class FakeOpenAIUpstream:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = None
-        headers: dict[str, str] = {}
-        for name, value in request.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        self.requests.append({"method": request.method, "path": request.path, "headers": headers, "json": parsed})
-        request[_JSON_BODY] = parsed
+        self.requests.append(await recorded(request))
+        request[_JSON_BODY] = self.requests[-1]["json"]
 
         if self.api_key is not None and request.path.startswith("/v1") and request.method != "OPTIONS":
             denied = self._check_key(request.headers.get("Authorization"))
