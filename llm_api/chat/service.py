@@ -201,7 +201,14 @@ class Chat:
         complete = failure is None and not disconnected
         summary = None
         if chat.conversation is not None and (complete or gathered.started):
-            summary = await self._store(chat, gathered.message(), complete=complete)
+            try:
+                summary = await self._store(chat, gathered.message(), complete=complete)
+            except ApiError as error:
+                # The stream has begun, so its status can no longer change: a store that fails (the
+                # database unreachable) must arrive as the error event then [DONE], like any failure
+                # after the first chunk. Raised, it left the client waiting on a stream never ended.
+                failure = failure or error
+                complete = False  # not stored: nothing to tell the memory service
         if complete:
             self._observe(chat, gathered.message())
         if disconnected:
