@@ -12,73 +12,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chat.conftest import running
-from tests.conftest import TEST_SECRET_KEY, free_port
+from tests.conftest import TEST_SECRET_KEY
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.served import healthy, serving
 
 SECRET_WORDS = "the parrot is a sentinel"  # what the user says: must never reach a log at info level
-
-
-class Service:
-    """A running ``llm-api serve``: its base URL, its process, and what it printed (once stopped)."""
-
-    def __init__(self, process: subprocess.Popen, base: str) -> None:
-        self.process = process
-        self.base = base
-        self.output = ""
-
-    def workers(self) -> list[int]:
-        listed = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True)
-        return sorted(int(pid) for pid in listed.stdout.split())
-
-    def log_lines(self) -> list[dict]:
-        return [json.loads(line) for line in self.output.splitlines() if line.startswith("{")]
-
-
-@asynccontextmanager
-async def serving(dsn: str, *args: str, **env: str) -> AsyncIterator[Service]:
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DB_POSTGRESQL", "PG"))}
-    environment.update(DB_POSTGRESQL_WRITE_DSN=dsn, LLM_API_SECRET_KEY=TEST_SECRET_KEY, HTTP_PORT=str(port),
-                       HTTP_HOST="127.0.0.1", LOG_FORMAT="json", **env)
-    process = subprocess.Popen([sys.executable, "-m", "llm_api", "serve", *args], env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    service = Service(process, f"http://127.0.0.1:{port}")
-    try:
-        await _healthy(service)
-        yield service
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            service.output = await asyncio.to_thread(lambda: process.communicate(timeout=30)[0])
-        except subprocess.TimeoutExpired:
-            process.kill()
-            service.output = process.communicate()[0]
-
-
-async def _healthy(service: Service, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if service.process.poll() is not None:
-                pytest.fail(f"llm-api exited with {service.process.returncode}:\n{service.process.stdout.read()}")
-            try:
-                async with session.get(f"{service.base}/v1/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    pytest.fail("llm-api did not become healthy")
 
 
 async def guest(session: aiohttp.ClientSession, base: str) -> dict:
@@ -136,7 +80,7 @@ async def test_a_worker_that_dies_is_replaced(make_database):
                 break
             await asyncio.sleep(0.1)
         assert len(after) == 2 and before[0] not in after and before[1] in after
-        await _healthy(service)
+        await healthy(service)
         async with aiohttp.ClientSession() as session:
             for _ in range(10):  # fresh connections: each may land on either worker, the new one included
                 async with session.get(f"{service.base}/v1/readyz", headers={"Connection": "close"}) as response:
