@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from llm_api.schemas.base import ApiModel
+from llm_api.schemas.base import ApiModel, UriText
 from pydantic import MISSING, ConfigDict, Field, RootModel, StringConstraints
 from typing_extensions import TypeAliasType
 
@@ -1011,7 +1011,7 @@ class ProviderCreateRequest(ApiModel):
         ),
     ]
     base_url: Annotated[
-        str,
+        UriText,
         Field(
             description="The API root, usually ending in `/v1`.",
             max_length=2048,
@@ -1051,7 +1051,7 @@ class ProviderUpdateRequest(ApiModel):
         ),
     ] = MISSING
     base_url: Annotated[
-        str | MISSING,
+        UriText | MISSING,
         Field(
             description="The API root, usually ending in `/v1`.",
             max_length=2048,

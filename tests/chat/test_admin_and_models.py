@@ -153,6 +153,21 @@ async def test_a_duplicate_name_is_a_conflict(start, lab):
     assert [row["id"] for row in (await site.admin.call("GET", "/v1/admin/providers"))["data"]] == [first["id"]]
 
 
+@pytest.mark.parametrize("base_url", ["https://\u011a\u0116h\u00a2/v1", "http://[::1/v1", "lab.example/v1"])
+async def test_a_base_url_that_is_no_uri_is_refused_on_create_and_update(start, lab, base_url):
+    # `format: uri` is RFC 3986: non-ASCII must be percent-encoded. The pattern alone let these through
+    # (found by schemathesis): stored, or a 500 in strict contract mode.
+    site = await start()
+    error = await site.admin.error("POST", "/v1/admin/providers", 400,
+                                   json={"name": "bad", "vendor": "vllm", "base_url": base_url, "models": ["x"]})
+    assert (error["code"], error["param"]) == ("invalid_value", "base_url"), error
+    made = await create(site, name="lab", vendor="vllm", base_url=f"{lab.base_url}/v1", models=["jan-v1-4b"])
+    error = await site.admin.error("PATCH", f"/v1/admin/providers/{made['id']}", 400, json={"base_url": base_url})
+    assert (error["code"], error["param"]) == ("invalid_value", "base_url"), error
+    assert [row["base_url"] for row in (await site.admin.call("GET", "/v1/admin/providers"))["data"]] == [f"{lab.base_url}/v1"]
+    assert lab.requests == []
+
+
 async def test_list_get_and_delete(start, vllm, lab):
     site = await start(VLLM_BASE_URL=f"{vllm.base_url}/v1")
     made = await create(site, name="lab", vendor="vllm", base_url=f"{lab.base_url}/v1", models=["qwen3-8b"])
