@@ -80,10 +80,16 @@ class Authenticator:
         )
         if not identity.subject:
             raise Unauthorized("The gateway sent no usable X-User-Subject.", code="invalid_gateway_identity")
+        if len(identity.subject.encode()) > _MAX_KEY_BYTES or len(identity.issuer.encode()) > _MAX_KEY_BYTES:
+            # Users are keyed by (issuer, subject) in a btree index, whose entries cannot exceed 2704 bytes:
+            # a longer pair failed in PostgreSQL, answered as a 503 "database unavailable".
+            raise Unauthorized(f"The gateway sent an X-User-Subject or X-User-Issuer over {_MAX_KEY_BYTES} bytes.",
+                               code="invalid_gateway_identity")
         method = "apikey" if headers.get("X-Auth-Method", "").lower() == "apikey" else "jwt"
         return _principal(await self._directory.register(identity), identity, method)
 
 
+_MAX_KEY_BYTES = 1024  # of X-User-Subject and of X-User-Issuer, each
 _GATEWAY_IDENTITY_HEADERS = ("X-User-Subject", "X-User-Issuer", "X-User-Username", "X-User-Email", "X-User-Roles")
 
 

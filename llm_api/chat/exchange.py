@@ -8,11 +8,16 @@ becomes an assistant message (``incomplete`` when it was cut short), followed by
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from llm_api.ids import new_id
 
 _TITLE_LENGTH = 60
+# What PostgreSQL cannot store in text or jsonb: U+0000, and lone surrogates (not UTF-8). Requests are
+# refused with them (the contract's patterns, the JSON parser), but a provider's answer may hold them;
+# storing it as it was failed the whole chat (a 500, or a stream left without its end).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def input_items(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -44,7 +49,7 @@ def answer_items(message: dict[str, Any], *, complete: bool, store_reasoning: bo
     calls = message.get("tool_calls") or []
     rows = [_row("message", "assistant", status, {"content": parts})] if parts or not calls else []
     rows += [_function_call(call["id"], call["function"]["name"], call["function"]["arguments"], status) for call in calls]
-    return rows
+    return [_storable(row) for row in rows]
 
 
 def title_from(messages: list[dict[str, Any]]) -> str | None:
@@ -63,6 +68,17 @@ def title_from(messages: list[dict[str, Any]]) -> str | None:
 def last_user_text(messages: list[dict[str, Any]]) -> str:
     """The text of the last user message (what the memory service searches with); empty when none."""
     return next((_text(message["content"]).strip() for message in reversed(messages) if message["role"] == "user"), "")
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every character PostgreSQL cannot store replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {key: _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
 
 
 def _row(item_type: str, role: str | None, status: str, body: dict[str, Any]) -> dict[str, Any]:

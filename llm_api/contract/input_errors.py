@@ -24,7 +24,12 @@ def invalid_input(error: ValidationError, data: Any, *, root: str | None = None)
     ``data`` is the input that was validated (parsed JSON, or the parameter dict); ``root`` is the
     param to name when the problem is the input as a whole (``body``).
     """
-    problems = [(_location_in(data, problem), problem) for problem in error.errors()]
+    errors = error.errors()
+    # Problems of union branches the input's tag rules out say nothing about the input: a function_call
+    # item with a bad `name` was reported as "items[0].type: Input should be 'message'".
+    wrong = _wrong_branches(data, errors)
+    errors = [problem for problem in errors if not any(problem["loc"][:len(branch)] == branch for branch in wrong)] or errors
+    problems = [(_location_in(data, problem), problem) for problem in errors]
     location, problem = max(problems, key=lambda item: len(item[0]))  # the deepest is the most specific
     kind = problem["type"]
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -84,6 +89,32 @@ def _location_in(data: Any, problem: dict) -> tuple:
         elif problem["type"] == "missing" and index == len(parts) - 1 and isinstance(part, str):
             kept.append(part)  # a missing field is, by definition, not in the input
     return tuple(kept)
+
+
+def _wrong_branches(data: Any, errors: list[dict]) -> set[tuple]:
+    """Union branches whose constant tag (``"type": "function_call"``) the input does not have, when a
+    sibling branch of the same union fits the tag and has a problem inside one of its fields."""
+    mismatched = {problem["loc"][:-1] for problem in errors
+                  if problem["type"] == "literal_error" and len(problem["loc"]) >= 2 and _ends_in_label(data, problem["loc"][:-1])}
+    fitting_unions = set()
+    for problem in errors:
+        loc = problem["loc"]
+        for end in range(2, len(loc)):  # loc[:end] is a branch with a field after it
+            branch = loc[:end]
+            if branch not in mismatched and _ends_in_label(data, branch):
+                fitting_unions.add(branch[:-1])
+    return {branch for branch in mismatched if branch[:-1] in fitting_unions}
+
+
+def _ends_in_label(data: Any, loc: tuple) -> bool:
+    """True when the last part of ``loc`` is no key or index of the input: a union branch's label."""
+    current, stepped = data, True
+    for part in loc:
+        step = _step(current, part)
+        stepped = step is not _NOWHERE
+        if stepped:
+            current = step
+    return not stepped
 
 
 def _step(current: Any, part: Any) -> Any:

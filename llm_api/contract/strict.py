@@ -87,7 +87,12 @@ def canonical_path(operation: Operation, match_info: Mapping[str, str]) -> str:
     (so that an id containing ``/`` is one path segment, as the template expects)."""
     path = operation.path
     for name in operation.path_params:
-        path = path.replace("{" + name + "}", quote(match_info[name], safe=""))
+        segment = quote(match_info[name], safe="")
+        if segment in (".", ".."):
+            # A dot segment would be resolved away by openapi-core's URL handling (`/v1/conversations/..`
+            # becoming `/v1/`): strict mode then reported drift, a 500, for an id it had answered 400/404.
+            segment = segment.replace(".", "%2E")
+        path = path.replace("{" + name + "}", segment)
     return path
 
 

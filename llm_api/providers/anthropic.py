@@ -79,7 +79,7 @@ class Anthropic:
             async for name, data in sse_client.events(provider, response):
                 try:
                     event = json.loads(data)
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: nested too deep to parse (not an internal error)
                     raise _unreadable(provider, "sent an event that is not JSON") from None
                 if not isinstance(event, dict):
                     raise _unreadable(provider, "sent an event that is not an object")
@@ -267,7 +267,7 @@ def _texts(content: Any) -> list[str]:
 def _arguments(arguments: str) -> Any:
     try:
         return json.loads(arguments) if arguments else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse, a 400 like any bad JSON (not a 500)
         raise InvalidRequest("A tool call's arguments are not JSON.", param="messages", code="invalid_tool_arguments") from None
 
 

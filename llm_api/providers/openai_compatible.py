@@ -57,7 +57,7 @@ class OpenAICompatible:
                     return
                 try:
                     chunk = json.loads(data)
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: nested too deep to parse (not an internal error)
                     raise UpstreamError(f"Provider {provider.name} sent an event that is not JSON.", code="invalid_upstream_response") from None
                 if isinstance(chunk, dict) and ("error" in chunk or chunk.get("object") == "error"):
                     raise UpstreamError(f"Provider {provider.name} failed mid-answer: {_error_text(chunk)}")

@@ -62,7 +62,7 @@ class UpstreamCalls:
             raise UpstreamError(f"Provider {provider.name} broke off its answer: {_reason(error)}.") from None
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse; was a 500, not a 502
             raise UpstreamError(f"Provider {provider.name} answered something that is not JSON.", code="invalid_upstream_response") from None
 
 
@@ -79,6 +79,10 @@ def refused_with(error: BaseException) -> int | None:
 
 async def _refusal_of(provider: Provider, response: aiohttp.ClientResponse) -> ApiError:
     message = upstream_message(await response.read())
+    if provider.api_key:
+        # Some servers repeat the key they were sent in their refusal (LiteLLM's proxy does): it would reach
+        # the client's error message and the logs.
+        message = message.replace(provider.api_key, "[redacted]")
     status = response.status
     said = f"Provider {provider.name} answered {status}: {message}"
     if status in (502, 503, 529):
@@ -101,7 +105,7 @@ def upstream_message(body: bytes) -> str:
     """The human part of a provider's error body, whichever convention it follows."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse; shown as text, not a 500
         text = body.decode("utf-8", errors="replace").strip()
         return (text[:300] + "...") if len(text) > 300 else (text or "(no message)")
     if isinstance(data, dict):

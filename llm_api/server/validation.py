@@ -8,6 +8,8 @@ in pydantic's strict mode (no coercion: ``"5"`` is not an integer), as JSON Sche
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,6 +24,9 @@ from llm_api.schemas.operation import Operation
 from llm_api.server.operations import operation_of, request_view
 
 _JSON_TYPES = ("application/json",)
+# A number that may overflow a float to infinity (1e400, or 309 digits and more): a free-form `{"k": 1e400}`
+# was stored as Infinity, which PostgreSQL's jsonb refuses (a 500). Seeing one only triggers the full check.
+_HUGE_NUMBER = re.compile(rb"[eE][+-]?[0-9]{3}|[0-9]{309}")
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -116,7 +121,9 @@ def _parsed_or_none(raw: bytes):
     """The body as data, to name the field an error is about (only on the error path)."""
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nested deeper than Python's parser goes (``[[[[...``); the model parser
+        # has already refused such a body (its limit is lower), so there is no field to name.
         return None
 
 
@@ -126,10 +133,14 @@ def _refuse_non_finite_numbers(raw: bytes) -> None:
     The models refuse them in number fields; free-form objects (tool parameters, preferences) would
     still carry them into storage or upstream calls. The full check only runs when the bytes appear.
     """
-    if b"NaN" not in raw and b"Infinity" not in raw:
+    if b"NaN" not in raw and b"Infinity" not in raw and _HUGE_NUMBER.search(raw) is None:
         return
     try:
-        json.loads(raw, parse_constant=_reject_constant)
+        json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        # Nested deeper than Python's parser goes: the model parser, whose depth limit is lower,
+        # refuses the body as invalid JSON (a 400). Left to propagate, this was a 500.
+        return
     except ValueError as error:
         if "non-finite" in str(error):
             raise InvalidRequest("JSON numbers must be finite (NaN and Infinity are not JSON).", param="body", code="invalid_json") from None
@@ -138,6 +149,13 @@ def _refuse_non_finite_numbers(raw: bytes) -> None:
 
 def _reject_constant(name: str):
     raise ValueError(f"non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON allows it, but it is no number a float (or jsonb) can hold
+        raise ValueError(f"non-finite number {text[:32]}")
+    return value
 
 
 def body_of(request: web.Request, model: type[T]) -> T | None:
