@@ -37,6 +37,7 @@ import pytest
 
 from llm_api.app import create_app
 from llm_api.schemas.operations import OPERATIONS
+from tests.chat.conftest import running
 from tests.conftest import test_settings
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
@@ -239,12 +240,8 @@ async def expect(world: World, method: str, path: str, status: int, json_body: A
 
 @pytest.fixture
 async def vllm():
-    fake = FakeOpenAIUpstream(models=("jan-v1-4b",))
-    await fake.start()
-    try:
+    async with running(FakeOpenAIUpstream(models=("jan-v1-4b",))) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import time
 import aiohttp
 import pytest
 
+from tests.chat.conftest import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.served import serving
 
@@ -76,12 +77,8 @@ def fragments(secret: str) -> list[str]:
 
 @pytest.fixture
 async def vllm():
-    fake = FakeOpenAIUpstream(models=("jan-v1-4b",), api_key="vllm-provider-key-" + secrets.token_hex(16))
-    await fake.start()
-    try:
+    async with running(FakeOpenAIUpstream(models=("jan-v1-4b",), api_key="vllm-provider-key-" + secrets.token_hex(16))) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.mark.parametrize("level", ["info", "debug"])
