@@ -23,6 +23,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llm_api.app import create_app
+from tests.chat.conftest import running
+from tests.conftest import test_settings
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
+
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "openapi.yaml"
 PACKAGE = "llm_api_client"
@@ -161,6 +166,65 @@ def test_guest_login_then_an_authenticated_call(generated, api_client, live_serv
     assert isinstance(me.parsed, generated.module("models").Principal)
     assert (me.parsed.id, me.parsed.auth_method, me.parsed.is_guest) == (tokens.user_id, "jwt", True)
     assert me.headers["X-Principal-Id"] == tokens.user_id
+
+
+async def test_a_smoke_flow_through_the_generated_client(generated, aiohttp_server, make_database):
+    """What a user of the generated client does first, with its async functions and its own models:
+    log in, make a project and a conversation in it, add an item, chat into the conversation (a fake
+    vLLM answers), read the conversation back, change a setting, clean up."""
+    models = generated.module("models")
+
+    def api(name: str):
+        return generated.module(f"api.{name}")
+
+    async with running(FakeOpenAIUpstream(models=("jan-v1-4b",))) as vllm:
+        server = await aiohttp_server(create_app(test_settings(make_database(), VLLM_BASE_URL=f"{vllm.base_url}/v1")))
+        base = str(server.make_url("")).rstrip("/")
+        async with generated.package.Client(base_url=base, raise_on_unexpected_status=True) as anonymous:
+            tokens = await api("auth.guest_login").asyncio(client=anonymous)
+        assert isinstance(tokens, models.TokenResponse)
+        async with generated.package.AuthenticatedClient(base_url=base, token=tokens.access_token,
+                                                         raise_on_unexpected_status=True) as client:
+            served = await api("models.list_models").asyncio(client=client)
+            assert [model.id for model in served.data] == ["vllm/jan-v1-4b"]
+
+            project = await api("projects.create_project").asyncio(
+                client=client, body=models.ProjectCreateRequest(name="Thesis", instruction="Answer briefly."))
+            assert isinstance(project, models.Project) and project.id.startswith("proj_")
+            conversation = await api("conversations.create_conversation").asyncio(
+                client=client, body=models.ConversationCreateRequest.from_dict({"title": "Smoke", "project_id": project.id}))
+            assert isinstance(conversation, models.Conversation) and conversation.project_id == project.id
+            added = await api("conversations.create_conversation_items").asyncio(
+                conversation.id, client=client, body=models.ConversationItemsCreateRequest.from_dict(
+                    {"items": [{"type": "message", "role": "user", "content": "My thesis is on tides."}]}))
+            assert isinstance(added, models.ConversationItemList) and len(added.data) == 1
+
+            vllm.reply("Tides come from the Moon.")
+            completion = await api("chat.create_chat_completion").asyncio(
+                client=client, body=models.CreateChatCompletionRequest.from_dict({
+                    "model": "vllm/jan-v1-4b", "conversation": conversation.id,
+                    "messages": [{"role": "user", "content": "Where do tides come from?"}]}))
+            assert isinstance(completion, models.ChatCompletion)
+            assert completion.choices[0].message.content == "Tides come from the Moon."
+            sent = vllm.requests[-1]["json"]["messages"]
+            assert sent[0] == {"role": "system", "content": "Answer briefly."}  # the project's instruction
+
+            items = await api("conversations.list_conversation_items").asyncio(
+                conversation.id, client=client, order=models.ListConversationItemsOrder.ASC)
+            assert [(item.to_dict()["role"], item.to_dict()["content"][0]["text"]) for item in items.data] == [
+                ("user", "My thesis is on tides."), ("user", "Where do tides come from?"),
+                ("assistant", "Tides come from the Moon.")]
+
+            changed = await api("settings.update_user_settings").asyncio(
+                client=client, body=models.UserSettingsUpdateRequest.from_dict({"memory_config": {"max_user_items": 5}}))
+            assert isinstance(changed, models.UserSettings) and changed.memory_config.max_user_items == 5
+
+            deleted = await api("conversations.delete_conversation").asyncio(conversation.id, client=client)
+            assert isinstance(deleted, models.ConversationDeleted) and deleted.deleted is True
+            gone = await api("conversations.get_conversation").asyncio_detailed(conversation.id, client=client)
+            assert gone.status_code == 404 and isinstance(gone.parsed, models.ErrorResponse)
+            assert gone.parsed.error.code == "conversation_not_found"
+            await api("projects.delete_project").asyncio(project.id, client=client)
 
 
 def test_the_document_operation_returns_the_contract_as_text(generated, live_server):
