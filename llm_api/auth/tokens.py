@@ -74,9 +74,18 @@ class AccessTokens:
         claims = self._decode(token, key)
         self._verified[digest] = _Verified(claims, kid, key, min(float(claims["exp"]), now + self._max_age))
         self._verified.move_to_end(digest)
-        if len(self._verified) > self._capacity:
-            self._verified.popitem(last=False)
+        self._forget_stale(now)
         return claims
+
+    def _forget_stale(self, now: float) -> None:
+        """Drop what is over capacity, and the least recently used entries that are past their time: an
+        entry unused for ``max_age`` seconds always is, so under login churn the memory holds about one
+        ``max_age`` of tokens instead of filling up to ``capacity`` with dead ones."""
+        while self._verified:
+            oldest = next(iter(self._verified.values()))
+            if len(self._verified) <= self._capacity and oldest.until > now:
+                return
+            self._verified.popitem(last=False)
 
     async def _signing_key(self, token: str) -> tuple[str, Any]:
         try:

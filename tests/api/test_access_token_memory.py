@@ -99,3 +99,16 @@ async def test_failures_are_not_remembered_and_the_memory_is_bounded(keys):
     for n in range(3):
         await tokens.claims(token(private, "k1", sub=f"user{n}"))
     assert len(tokens) == 2
+
+
+async def test_tokens_no_longer_used_are_forgotten_before_the_memory_is_full(keys):
+    private = keys.add("k1")
+    tokens = verifier(keys, max_age=1)
+    for n in range(5):
+        await tokens.claims(token(private, "k1", sub=f"user{n}"))
+    assert len(tokens) == 5
+    await asyncio.sleep(1.1)  # past max_age: every one of them would be checked in full again
+    fresh = token(private, "k1", sub="newcomer")
+    await tokens.claims(fresh)
+    assert len(tokens) == 1
+    assert (await tokens.claims(fresh))["sub"] == "newcomer"
