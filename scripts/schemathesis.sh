@@ -70,9 +70,9 @@ wait_for() {  # URL PID LOG: until URL answers 2xx; the process exiting, or 20 s
     cat "$3"; echo "$1: no answer in 20 s"; exit 1
 }
 
-# The benchmark fake, not scripts/fake_upstream.py: that one mirrors vLLM's request validation, and where it is
-# stricter than vLLM (it refuses `"n": 2.0`, which JSON Schema, llm-api and vLLM take as 2) a schema-valid chat
-# comes back as 400. This one answers every chat, so a 4xx to valid input can only be llm-api's own.
+# The benchmark fake, not scripts/fake_upstream.py: that one mirrors vLLM's request validation, so a fuzzed chat
+# it refuses comes back as a 400 that is the fake's, not llm-api's. This one answers every chat, so a 4xx to
+# valid input can only be llm-api's own.
 "$venv/bin/python" scripts/bench/fake_upstream.py --port "$upstream_port" --model jan-v1-4b --chunks 3 \
     >"$data_dir/upstream.log" 2>&1 &
 pids+=($!)

@@ -33,6 +33,11 @@ def chat_request(validated: models.CreateChatCompletionRequest, raw: bytes) -> C
     reach the provider exactly as the client wrote them.
     """
     body = {key: value for key, value in json.loads(raw).items() if value is not None and key not in _JAN_EXTENSIONS}
+    for key, value in body.items():
+        # JSON Schema's integers include 2.0, so the contract accepts `"n": 2.0`; providers that parse
+        # integers strictly (Go's encoding/json, as Ollama does) refuse it. Send the integer it stands for.
+        if isinstance(value, float) and type(checked := getattr(validated, key, None)) is int:
+            body[key] = checked
     reference = given(validated.conversation)
     conversation_id = reference.id if isinstance(reference, models.ConversationReference) else reference
     options = given(validated.stream_options)

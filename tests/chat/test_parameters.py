@@ -174,6 +174,19 @@ async def test_vllm_gets_what_it_supports(oai, vllm):
         "logit_bias": {"50256": -100}, "response_format": {"type": "json_object"}, "max_completion_tokens": 64}
 
 
+async def test_whole_numbers_written_as_floats_reach_the_provider_as_integers(vllm_server, vllm):
+    """JSON Schema's integers include 2.0, so the contract accepts it; a provider that parses integers
+    strictly (Go's encoding/json, as in Ollama) would refuse it, so it is forwarded as 2."""
+    vllm.reply("Deux fois.")
+    status, answer = await post_chat(vllm_server, {"model": JAN, "messages": HELLO, "n": 2.0, "seed": 7.0,
+                                                   "max_completion_tokens": 64.0, "temperature": 1.0})
+    assert status == 200, answer
+    assert len(answer["choices"]) == 2
+    sent = chat_requests(vllm)[-1]
+    assert [(sent[name], type(sent[name])) for name in ("n", "seed", "max_completion_tokens", "temperature")] == [
+        (2, int), (7, int), (64, int), (1.0, float)]  # a number field keeps what the client wrote
+
+
 ANTHROPIC_REFUSES = [
     ({"n": 2}, "n"),
     ({"logprobs": True}, "logprobs"),
