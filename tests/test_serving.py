@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.chat.conftest import running
+from tests.fakes.loopback import running
 from tests.conftest import TEST_SECRET_KEY
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.served import healthy, serving

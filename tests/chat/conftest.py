@@ -4,7 +4,6 @@ front of them, each test on a fresh database (providers are global to a database
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import asynccontextmanager
 
 import aiohttp
 import openai
@@ -15,20 +14,11 @@ from llm_api.app import create_app
 from tests.api.callers import Caller
 from tests.conftest import test_settings
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.loopback import running
 from tests.fakes.memory_service import FakeMemory
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 ANTHROPIC_KEY = "sk-ant-test"
-
-
-@asynccontextmanager
-async def running(fake):
-    """A fake server, listening for the duration of the block."""
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture

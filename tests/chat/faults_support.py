@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
 from llm_api.schemas.models import ErrorResponse
-from tests.chat.conftest import guest_token, running
+from tests.chat.conftest import guest_token
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 VLLM_MODEL = "jan-v1-4b"

@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestServer
 from llm_api.app_keys import SETTINGS
 from llm_api.config import Settings, SettingsError
 from tests.api.callers import Caller
-from tests.chat.conftest import running, sdk
+from tests.chat.conftest import sdk
+from tests.fakes.loopback import running
 from tests.conftest import free_port
 from tests.fakes.openai_upstream import OPENAI, FakeOpenAIUpstream
 from tests.sql import query, query_dicts

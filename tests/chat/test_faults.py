@@ -21,7 +21,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.chat.conftest import ANTHROPIC_KEY, guest_token, running
+from tests.chat.conftest import ANTHROPIC_KEY, guest_token
+from tests.fakes.loopback import running
 from tests.chat.faults_support import (
     CLAUDE_MODEL, VLLM_MODEL, assert_error, calls, chat, providers_file, serve_pair, stream_of, two_vllms, unused_port,
     vllm_entry,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.chat.conftest import guest_caller, running
+from tests.chat.conftest import guest_caller
+from tests.fakes.loopback import running
 from tests.chat.test_persistence import both_ways, chat_headers, items, stream
 from tests.fakes.media_api import TINY_PNG, FakeMediaApi
 from tests.fakes.openai_upstream import FakeOpenAIUpstream

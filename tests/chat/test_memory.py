@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 
 from tests.api.callers import Caller
-from tests.chat.conftest import guest_caller, running
+from tests.chat.conftest import guest_caller
+from tests.fakes.loopback import running
 from tests.chat.test_persistence import (
     HELLO, MODEL, both_ways, chat_body, chat_headers, conversation_in_project, stream,
 )

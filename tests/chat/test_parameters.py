@@ -20,7 +20,8 @@ import aiohttp
 import openai
 import pytest
 
-from tests.chat.conftest import ANTHROPIC_KEY, guest_token, running
+from tests.chat.conftest import ANTHROPIC_KEY, guest_token
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 CLAUDE = "anthropic/claude-sonnet-4-5"

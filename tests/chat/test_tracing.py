@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llm_api.app import create_app
-from tests.chat.conftest import guest_token, running
+from tests.chat.conftest import guest_token
+from tests.fakes.loopback import running
 from tests.fakes.media_api import FakeMediaApi
 from tests.fakes.memory_service import FakeMemory
 from tests.fakes.openai_upstream import FakeOpenAIUpstream

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from llm_api.app import create_app
-from tests.chat.conftest import running
+from tests.fakes.loopback import running
 from tests.conftest import test_settings
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 

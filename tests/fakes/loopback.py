@@ -1,11 +1,16 @@
-"""What every fake server shares: listening on loopback, and recording the requests it received."""
+"""What every fake server shares: listening on loopback, recording the requests it received, and running
+one for the length of a block."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 from aiohttp import web
+
+Fake = TypeVar("Fake")
 
 
 async def listen(app: web.Application, port: int = 0, **runner_options: Any) -> tuple[web.AppRunner, str]:
@@ -29,3 +34,13 @@ async def recorded(request: web.Request) -> dict[str, Any]:
         key = name.lower()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return {"method": request.method, "path": request.path, "headers": headers, "json": parsed}
+
+
+@asynccontextmanager
+async def running(fake: Fake) -> AsyncIterator[Fake]:
+    """``fake`` (any fake with ``start()`` and ``stop()``), listening for the duration of the block."""
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
@@ -11,6 +10,7 @@ import time
 import aiohttp
 import pytest
 
+from tests.fakes.loopback import running
 from tests.fakes.media_api import (
     GENERIC_ERROR,
     INVALID_BODY,
@@ -25,19 +25,11 @@ AUTH = {"Authorization": "Bearer user-token"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@contextlib.asynccontextmanager
-async def running(**kwargs):
-    media = FakeMediaApi(**kwargs)
-    await media.start()
-    try:
-        yield media
-    finally:
-        await media.stop()
 
 
 @pytest.fixture
 async def media():
-    async with running() as fake:
+    async with running(FakeMediaApi()) as fake:
         yield fake
 
 
@@ -195,11 +187,11 @@ async def test_without_a_bearer_token_resolve_is_401(media, http, authorization)
 
 
 async def test_any_bearer_token_passes_unless_one_is_configured(http):
-    async with running() as media:
+    async with running(FakeMediaApi()) as media:
         for authorization in ("Bearer anything", "bearer  spaced-out  ", "BEARER x"):
             status, _, _ = await resolve(http, media, {"payload": None}, headers={"Authorization": authorization})
             assert status == 200, authorization
-    async with running(token="the-one") as media:
+    async with running(FakeMediaApi(token="the-one")) as media:
         status, _, raw = await resolve(http, media, {"payload": None}, headers={"Authorization": "Bearer other"})
         assert status == 401 and json.loads(raw) == {"error": "invalid token"}
         status, _, raw = await resolve(http, media, {"payload": None}, headers={"Authorization": "Bearer the-one "})
@@ -302,7 +294,7 @@ async def test_a_signature_for_another_id_or_never_issued_does_not_match(media, 
 
 
 async def test_an_expired_presigned_url_is_access_denied(http):
-    async with running(presign_ttl=0) as media:
+    async with running(FakeMediaApi(presign_ttl=0)) as media:
         image = media.add()
         status, _, raw = await resolve(http, media, {"payload": f"data:image/png;{image}"})
         url = json.loads(raw)["payload"]

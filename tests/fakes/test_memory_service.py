@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
@@ -13,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
+from tests.fakes.loopback import running
 from tests.fakes.memory_service import FakeMemory
 
 USER, PROJECT, CONVERSATION = "user-1", "project-1", "conv-1"
@@ -27,19 +27,11 @@ FACT_FIELDS = ["id", "project_id", "kind", "title", "text", "confidence", "sourc
 EVENT_FIELDS = ["id", "user_id", "conversation_id", "time", "text", "kind", "created_at", "similarity"]
 
 
-@contextlib.asynccontextmanager
-async def running(**kwargs):
-    memory = FakeMemory(**kwargs)
-    await memory.start()
-    try:
-        yield memory
-    finally:
-        await memory.stop()
 
 
 @pytest.fixture
 async def mem():
-    async with running() as fake:
+    async with running(FakeMemory()) as fake:
         yield fake
 
 
@@ -371,7 +363,7 @@ async def test_validation_errors_do_not_consume_the_queue(mem, http):
     ("Bearer wrong", "Invalid API key"),
 ])
 async def test_api_key_refusals_are_net_http_401s(http, authorization, message):
-    async with running(api_key="secret") as mem:
+    async with running(FakeMemory(api_key="secret")) as mem:
         mem.fail(500)
         headers = {"Authorization": authorization} if authorization else {}
         for path, body in (("/v1/memory/load", LOAD_BODY), ("/v1/memory/observe", OBSERVE_BODY)):
@@ -382,7 +374,7 @@ async def test_api_key_refusals_are_net_http_401s(http, authorization, message):
 
 
 async def test_the_api_key_opens_every_path_but_healthz_needs_none(http):
-    async with running(api_key="secret") as mem:
+    async with running(FakeMemory(api_key="secret")) as mem:
         auth = {"Authorization": "Bearer secret"}
         assert (await call(http, mem, "/v1/memory/load", LOAD_BODY, headers=auth))[0] == 200
         assert (await call(http, mem, "/v1/memory/observe", OBSERVE_BODY, headers=auth))[0] == 200

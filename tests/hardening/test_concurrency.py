@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from llm_api.app import create_app
-from tests.chat.conftest import running
+from tests.fakes.loopback import running
 from tests.conftest import test_settings
 from tests.fakes.openai_upstream import DEFAULT_TEXT, FakeOpenAIUpstream
 from tests.hardening.support import (

@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 
 from llm_api.app import create_app
-from tests.chat.conftest import running
+from tests.fakes.loopback import running
 from tests.conftest import TEST_SECRET_KEY, free_port, test_settings
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.hardening.support import (

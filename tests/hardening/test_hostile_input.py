@@ -37,7 +37,7 @@ import pytest
 
 from llm_api.app import create_app
 from llm_api.schemas.operations import OPERATIONS
-from tests.chat.conftest import running
+from tests.fakes.loopback import running
 from tests.conftest import test_settings
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAIUpstream

@@ -17,7 +17,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.chat.conftest import running
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.served import serving
 

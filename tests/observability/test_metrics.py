@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from llm_api.app import create_app
 from llm_api.app_keys import METRICS
 from llm_api.observability.metrics import Metrics, mark_worker_dead
-from tests.chat.conftest import guest_token, running
+from tests.chat.conftest import guest_token
+from tests.fakes.loopback import running
 from tests.chat.faults_support import MESSAGES, VLLM_MODEL, chat, serve_pair, stream_of, two_vllms
 from tests.conftest import test_settings
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
