@@ -4,17 +4,17 @@
 
 Not part of CI (it takes the whole --minutes). It creates a fresh database on the PostgreSQL at
 127.0.0.1:5432 (`--admin-dsn`; dropped at the end), starts the benchmark fake vLLM
-(scripts/bench/fake_upstream.py, serving jan-v1-4b) and `llm-api serve --workers N` on it, then lets
+(scripts/bench/fake_upstream.py) and `llm-api serve --workers N` on it, as the benchmarks do
+(scripts/bench/harness.py; their logs in scripts/bench/results/logs/), then lets
 `--clients` concurrent clients send mixed traffic: guest logins and token refreshes, chats plain and
 streamed, with and without a conversation, conversations (create, list, get, items, delete), settings
 (get, patch), API keys (create, use, delete), the model list, and requests that must fail (400, 401, 404).
 
 Identity churn is paced, not flat out: --logins-per-minute new guests and --refreshes-per-minute token
-refreshes (60 each by default, all clients together). Each worker remembers the access tokens it verified,
-the users it saw and their settings, up to 10,000 of each (llm_api/auth/tokens.py, auth/users.py,
-user_settings.py; about 2 KB per token), so a worker grows until those are full, about 20 MiB for the
-tokens alone: bounded, not a leak, but enough to hide one. At the default rates they stay small over a
-run; raise the rates and --minutes to watch them fill and level off.
+refreshes (60 each by default, all clients together). Each worker remembers the users it saw and their
+settings, up to 10,000 of each (llm_api/auth/users.py, user_settings.py), and the access tokens it verified
+for as long as they are used (at most 60 s unused; llm_api/auth/tokens.py), so a worker grows a little as
+new users arrive: bounded, not a leak. Raise the rates and --minutes to watch those fill and level off.
 
 Each worker's resident memory (VmRSS of /proc/<pid>/status) is sampled once the traffic has run for
 --warmup seconds (the start), every minute, and at the end. The report: the samples per worker, each
@@ -28,78 +28,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-MODEL = "jan-v1-4b"
+sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
 
+import harness as h  # noqa: E402 -- the benchmarks' process, database and /proc helpers
 
-# --- processes -------------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def psql(admin_dsn: str, sql: str) -> None:
-    subprocess.run(["psql", admin_dsn, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], check=True)
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (the serving workers of the gunicorn arbiter)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            # pid (comm) state ppid ...: comm may contain spaces, so split after its closing parenthesis
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return sorted(found)
-
-
-def rss_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def wait_until(url: str, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
-    """Until ``url`` answers 200; the process exiting first, or ``seconds`` passing, ends the run."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"{' '.join(map(str, process.args))} exited:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    sys.exit(f"{url}: no answer in {seconds:.0f} s\n{log.read_text()[-4000:]}")
+MODEL = h.GATEWAY_MODEL  # the fake's model, as llm-api names it
 
 
 # --- traffic ---------------------------------------------------------------------------------------------------
@@ -300,9 +243,9 @@ class Client:
 
 # --- the run ---------------------------------------------------------------------------------------------------
 
-async def drive(base: str, args: argparse.Namespace, server_pid: int, workers: list[int]) -> tuple[Stats, list, list[str]]:
+async def drive(base: str, args: argparse.Namespace, server: h.Server, workers: list[int]) -> tuple[Stats, list, list[str]]:
     stats = Stats()
-    samples: list[tuple[str, float, dict[int, int | None], int]] = []  # (label, seconds, {pid: KiB}, requests)
+    samples: list[tuple[str, float, dict[int, float | None], int]] = []  # (label, seconds, {pid: RSS MiB}, requests)
     problems: list[str] = []
     started = time.monotonic()
     measured_from = started + args.warmup
@@ -314,13 +257,13 @@ async def drive(base: str, args: argparse.Namespace, server_pid: int, workers: l
     tasks = [asyncio.create_task(client.run(until, login_interval, refresh_interval)) for client in clients]
 
     def sample(label: str) -> None:
-        now = children(server_pid)
+        now = server.workers()
         if now != workers:
             problems.append(f"the workers changed during the run: {workers} -> {now} (one died or was replaced)")
-        samples.append((label, time.monotonic() - started, {pid: rss_kib(pid) for pid in workers}, stats.total))
-        row = samples[-1]
-        print(f"  {label:>6}  t={row[1]:6.0f}s  requests={row[3]:7d}  "
-              + "  ".join(f"{pid}: {kib / 1024:6.1f} MiB" if kib else f"{pid}: gone" for pid, kib in row[2].items()),
+        rss = {pid: h.memory_mb(pid)["rss_mb"] for pid in workers}
+        samples.append((label, time.monotonic() - started, rss, stats.total))
+        print(f"  {label:>6}  t={samples[-1][1]:6.0f}s  requests={stats.total:7d}  "
+              + "  ".join(f"{pid}: {mib:6.1f} MiB" if mib else f"{pid}: gone" for pid, mib in rss.items()),
               flush=True)
 
     print(f"warming up for {args.warmup:.0f} s with {args.clients} clients, then {args.minutes:g} minutes measured; "
@@ -345,7 +288,7 @@ def report(stats: Stats, samples: list, workers: list[int], args: argparse.Names
     print(f"  {'sample':>6}  {'t (s)':>6}  {'requests':>8}  " + "  ".join(f"{'pid ' + str(pid):>12}" for pid in workers))
     for label, at, rss, total in samples:
         print(f"  {label:>6}  {at:6.0f}  {total:8d}  "
-              + "  ".join(f"{rss[pid] / 1024:12.1f}" if rss[pid] else f"{'gone':>12}" for pid in workers))
+              + "  ".join(f"{rss[pid]:12.1f}" if rss[pid] else f"{'gone':>12}" for pid in workers))
     print("\n== Growth from start to end")
     start, end = samples[0][2], samples[-1][2]
     for pid in workers:
@@ -354,7 +297,7 @@ def report(stats: Stats, samples: list, workers: list[int], args: argparse.Names
             continue
         growth = (end[pid] - start[pid]) / start[pid]
         verdict = "ok" if growth <= args.max_growth else f"MORE THAN {args.max_growth:.0%}"
-        print(f"  worker {pid}: {start[pid] / 1024:.1f} -> {end[pid] / 1024:.1f} MiB ({growth:+.1%}) {verdict}")
+        print(f"  worker {pid}: {start[pid]:.1f} -> {end[pid]:.1f} MiB ({growth:+.1%}) {verdict}")
         if growth > args.max_growth:
             problems.append(f"worker {pid} grew by {growth:.1%} (limit {args.max_growth:.0%})")
 
@@ -405,65 +348,31 @@ def main() -> int:
                         help="where to create (and drop) the scratch database")
     args = parser.parse_args()
 
-    venv_bin = Path(sys.executable).parent
-    database = f"llm_api_soak_{os.getpid()}_{secrets.token_hex(3)}"
-    port, upstream_port = free_port(), free_port()
+    port, upstream_port = h.free_port(), h.free_port()
     base = f"http://127.0.0.1:{port}"
-    scratch = Path(tempfile.mkdtemp(prefix="llm-api-soak-"))
-    processes: list[subprocess.Popen] = []
-    created = False
-    try:
-        psql(args.admin_dsn, f'CREATE DATABASE "{database}"')
-        created = True
-        dsn = args.admin_dsn.rsplit("/", 1)[0] + f"/{database}?sslmode=disable"
-        upstream_log = scratch / "upstream.log"
-        processes.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts/bench/fake_upstream.py"), "--port", str(upstream_port), "--model", MODEL,
-             "--chunks", "8"],
-            stdout=upstream_log.open("w"), stderr=subprocess.STDOUT,
-        ))
-        wait_until(f"http://127.0.0.1:{upstream_port}/v1/models", processes[-1], upstream_log)
-        env = {name: value for name, value in os.environ.items() if not name.startswith((
-            "OPENAI_", "ANTHROPIC_", "OLLAMA_", "KEYCLOAK_", "MEMORY_", "MEDIA_", "PROVIDERS_", "PROMETHEUS_", "OTEL_",
-        )) and name not in ("JWKS_URL", "ISSUER", "GATEWAY_SHARED_SECRET", "ADMIN_API_KEY", "WORKERS")}
-        env.update({
-            "DB_POSTGRESQL_WRITE_DSN": dsn, "LLM_API_SECRET_KEY": secrets.token_urlsafe(48),
-            "LLM_API_DATA_DIR": str(scratch / "data"), "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
-            "VLLM_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1", "RATE_LIMIT_PER_MINUTE": "0",
-            "LOG_LEVEL": "warning", "OPENAPI_STRICT_VALIDATION": "false",
-        })
-        server_log = scratch / "serve.log"
-        server = subprocess.Popen([str(venv_bin / "llm-api"), "serve", "--workers", str(args.workers)], env=env,
-                                  stdout=server_log.open("w"), stderr=subprocess.STDOUT)
-        processes.append(server)
-        wait_until(f"{base}/v1/readyz", server, server_log)
-        deadline = time.monotonic() + 30
-        while len(workers := children(server.pid)) != args.workers:
-            if time.monotonic() > deadline:
-                sys.exit(f"expected {args.workers} workers under {server.pid}, found {workers}")
-            time.sleep(0.2)
-        print(f"llm-api serve (pid {server.pid}) on {base}, workers {workers}, database {database}", flush=True)
+    servers: list[h.Server] = []
+    with h.fresh_database(args.admin_dsn) as dsn:
+        try:
+            servers.append(h.start_fake_upstream(upstream_port, chunks=8, name="soak-upstream"))
+            env = h.gateway_env(port=port, dsn=dsn, secret=secrets.token_urlsafe(48), upstream_port=upstream_port)
+            server = h.start_gateway(env, args.workers, name="soak-llm-api")
+            servers.append(server)
+            deadline = time.monotonic() + 30
+            while len(workers := server.workers()) != args.workers:
+                if time.monotonic() > deadline:
+                    sys.exit(f"expected {args.workers} workers under {server.pid}, found {workers}")
+                time.sleep(0.2)
+            print(f"llm-api serve (pid {server.pid}) on {base}, workers {workers}, log {server.log_path}", flush=True)
 
-        began = time.monotonic()
-        stats, samples, problems = asyncio.run(drive(base, args, server.pid, workers))
-        seconds = time.monotonic() - began
-        status = report(stats, samples, workers, args, problems, seconds)
-        if status:
-            print(f"\nlast lines of the service's log ({server_log}):\n" + "\n".join(server_log.read_text().splitlines()[-20:]))
-        return status
-    finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=45)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-        if created:
-            psql(args.admin_dsn, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        shutil.rmtree(scratch, ignore_errors=True)
-
+            began = time.monotonic()
+            stats, samples, problems = asyncio.run(drive(base, args, server, workers))
+            status = report(stats, samples, workers, args, problems, time.monotonic() - began)
+            if status:
+                print(f"\nlast lines of the service's log ({server.log_path}):\n{server.log_tail(20)}")
+            return status
+        finally:
+            for running in reversed(servers):
+                running.stop(grace=45)
 
 if __name__ == "__main__":
     sys.exit(main())
