@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import socket
 import statistics
 import sys
@@ -56,11 +55,14 @@ from typing import Self
 import aiohttp
 import psycopg2
 from aiohttp import web
-from psycopg2.extensions import make_dsn
 
 from llm_api.app import create_app
 from llm_api.config import Settings
 from llm_api.db.conversations import _ITEM_PAGES
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness as h  # noqa: E402 -- the benchmarks' shared helpers (a fresh database)
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "items_paging.json"
@@ -71,16 +73,6 @@ WARMUP = 30
 
 
 # --- the database and the service -----------------------------------------------------------------------
-
-def admin(dsn: str, statement: str) -> None:
-    conn = psycopg2.connect(dsn)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
-
 
 class Service:
     """The app on a free loopback port, in this process."""
@@ -347,17 +339,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     wall = time.perf_counter()
-    name = f"llm_api_bench_{secrets.token_hex(6)}"
-    admin(args.dsn, f'CREATE DATABASE "{name}"')
-    dsn = make_dsn(args.dsn, dbname=name)
-    try:
+    with h.fresh_database(args.dsn) as dsn:
         report = asyncio.run(run(args, dsn))
         plans = {
             "first page": explain(dsn, report["large_conversation_id"], None),
             "deep page": explain(dsn, report["large_conversation_id"], report["large_middle_item_id"]),
         }
-    finally:
-        admin(args.dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     table = markdown(report["results"], args.small, args.items)
     print()
     print(table)
