@@ -22,6 +22,7 @@ from llm_api.app import create_app
 from tests.api.callers import Caller
 from tests.chat.conftest import guest_caller, sdk
 from tests.conftest import test_settings
+from tests.sse import data_events
 
 MODEL = "vllm/jan-v1-4b"
 HELLO = {"role": "user", "content": "Dis bonjour"}
@@ -46,13 +47,7 @@ async def stream(caller: Caller, body: dict, status: int = 200) -> tuple[aiohttp
     async with caller.client.post("/v1/chat/completions", json={**body, "stream": True}, headers=caller.headers) as response:
         assert response.status == status, await response.text()
         assert response.content_type == "text/event-stream"
-        events = []
-        async for line in response.content:
-            text = line.decode().rstrip("\n")
-            if text.startswith("data: "):
-                data = text[len("data: "):]
-                events.append(data if data == "[DONE]" else json.loads(data))
-        return response, events
+        return response, await data_events(response)
 
 
 def streamed_text(events: list) -> str:

@@ -11,6 +11,7 @@ import aiohttp
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from tests.fakes.tcp_proxy import TcpProxy
+from tests.sse import data_events
 
 MODEL = "vllm/jan-v1-4b"
 REQUEST_LIMIT = 60.0  # s: no single request may take longer (a hung request fails the test, it never hangs it)
@@ -54,13 +55,7 @@ async def call(session: aiohttp.ClientSession, method: str, url: str, *, limit: 
     async def run() -> Answer:
         async with session.request(method, url, **kwargs) as response:
             if response.content_type == "text/event-stream":
-                events = []
-                async for line in response.content:
-                    text = line.decode().rstrip("\n")
-                    if text.startswith("data: "):
-                        data = text[len("data: "):]
-                        events.append(data if data == "[DONE]" else json.loads(data))
-                return Answer(response.status, response.headers, None, events)
+                return Answer(response.status, response.headers, None, await data_events(response))
             raw = await response.read()
             try:
                 body = json.loads(raw) if raw else None
