@@ -45,7 +45,10 @@ async def serving(dsn: str, *args: str, **env: str) -> AsyncIterator[Service]:
     those), until healthy; stopped with SIGTERM on leaving, its output then in ``Service.output``."""
     port = free_port()
     environment = {name: value for name, value in os.environ.items() if not name.startswith(_INHERITED_SETTINGS)}
-    environment.update(DB_POSTGRESQL_WRITE_DSN=dsn, LLM_API_SECRET_KEY=TEST_SECRET_KEY, LOG_FORMAT="json")
+    # A short grace period: a test that stops the service has no request left that deserves 30 s; and
+    # PYTHONFAULTHANDLER, so that a process that still does not stop says where it hangs (SIGABRT below).
+    environment.update(DB_POSTGRESQL_WRITE_DSN=dsn, LLM_API_SECRET_KEY=TEST_SECRET_KEY, LOG_FORMAT="json",
+                       SHUTDOWN_GRACE_PERIOD="5s", PYTHONFAULTHANDLER="1")
     environment.update(env)
     environment.update(HTTP_PORT=str(port), HTTP_HOST="127.0.0.1")
     process = subprocess.Popen([sys.executable, "-m", "llm_api", "serve", *args], env=environment,
@@ -60,8 +63,12 @@ async def serving(dsn: str, *args: str, **env: str) -> AsyncIterator[Service]:
         try:
             service.output = await asyncio.to_thread(lambda: process.communicate(timeout=30)[0])
         except subprocess.TimeoutExpired:
-            process.kill()
-            service.output = process.communicate()[0]
+            process.send_signal(signal.SIGABRT)  # the fault handler prints every thread's stack, then it dies
+            try:
+                service.output = await asyncio.to_thread(lambda: process.communicate(timeout=10)[0])
+            except subprocess.TimeoutExpired:
+                process.kill()
+                service.output = process.communicate()[0]
 
 
 async def healthy(service: Service, timeout: float = 30) -> None:
