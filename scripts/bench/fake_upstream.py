@@ -11,7 +11,9 @@ protocol and answers with bodies serialised once at start-up:
 * ``GET /v1/models``: one model (``--model``, default ``bench-model``), as vLLM lists it;
 * ``POST /v1/chat/completions``: a ``chat.completion`` with a fixed text, or with ``"stream": true``
   a role chunk, ``--chunks`` content chunks, a finish chunk, a usage chunk when
-  ``stream_options.include_usage`` is true, and ``data: [DONE]``, each SSE event in its own HTTP chunk;
+  ``stream_options.include_usage`` is true, and ``data: [DONE]``, each SSE event in its own HTTP chunk.
+  A request whose ``max_tokens`` (or ``max_completion_tokens``) is below ``--chunks`` gets that many
+  content chunks (words) instead, as a model stops there: one fake serves answers of several lengths;
 * anything else: 404.
 
 Keep-alive is the default (``Connection: close`` is honoured). ``--chunk-interval`` spaces the
@@ -51,16 +53,12 @@ def _chunk(event: dict | str) -> bytes:
     return f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
 
 
-class Canned:
-    """Every byte this server sends, built once."""
+class Answer:
+    """The bytes of one answer of ``count`` content chunks: plain, and the events of its stream."""
 
-    def __init__(self, model: str, chunks: int) -> None:
-        words = [f"word{i} " for i in range(chunks)]
-        usage = {"prompt_tokens": 12, "total_tokens": 12 + chunks, "completion_tokens": chunks}
-        self.models = _response("200 OK", _json({"object": "list", "data": [{
-            "id": model, "object": "model", "created": CREATED, "owned_by": "vllm", "root": model,
-            "parent": None, "max_model_len": 32768, "permission": [],
-        }]}))
+    def __init__(self, model: str, count: int) -> None:
+        words = [f"word{i} " for i in range(count)]
+        usage = {"prompt_tokens": 12, "total_tokens": 12 + count, "completion_tokens": count}
         self.completion = _response("200 OK", _json({
             "id": "chatcmpl-bench", "object": "chat.completion", "created": CREATED, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words), "refusal": None,
@@ -76,16 +74,39 @@ class Canned:
 
         role = {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                                      "finish_reason": None}]}
-        # The stream's pieces: response head, events, and the final zero-length chunk after [DONE].
-        self.stream_head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-                            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
         self.stream_events = [_chunk(role), *(_chunk(delta(w)) for w in words), _chunk(delta("", "stop"))]
         self.usage_event = _chunk({**head, "choices": [], "usage": usage})
+
+
+class Canned:
+    """Every byte this server sends, built once (an answer's the first time its length is asked for)."""
+
+    def __init__(self, model: str, chunks: int) -> None:
+        self.model = model
+        self.chunks = chunks
+        self.models = _response("200 OK", _json({"object": "list", "data": [{
+            "id": model, "object": "model", "created": CREATED, "owned_by": "vllm", "root": model,
+            "parent": None, "max_model_len": 32768, "permission": [],
+        }]}))
+        # The stream's framing: response head, and the final zero-length chunk after [DONE].
+        self.stream_head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+                            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
         self.stream_tail = _chunk("[DONE]") + b"0\r\n\r\n"
         self.not_found = _response("404 Not Found", _json({"error": {"message": "not found", "type": "NotFoundError",
                                                                      "code": 404}}))
         self.bad_request = _response("400 Bad Request", _json({"error": {"message": "invalid JSON body",
                                                                          "type": "BadRequestError", "code": 400}}))
+        self._answers: dict[int, Answer] = {}
+
+    def answer(self, request: dict) -> Answer:
+        """The answer to ``request``: ``--chunks`` content chunks, fewer when its ``max_tokens`` (or
+        ``max_completion_tokens``) is smaller, as a model stops there: how one fake serves streams of
+        several lengths (scripts/bench/chunks.py)."""
+        limit = request.get("max_completion_tokens") or request.get("max_tokens")
+        count = min(limit, self.chunks) if isinstance(limit, int) and limit > 0 else self.chunks
+        if count not in self._answers:
+            self._answers[count] = Answer(self.model, count)
+        return self._answers[count]
 
 
 # --- the protocol ----------------------------------------------------------------------------------------------
@@ -154,12 +175,13 @@ class Upstream(asyncio.Protocol):
             except (ValueError, AttributeError):
                 transport.write(canned.bad_request)
             else:
+                answer = canned.answer(request)
                 if stream:
                     options = request.get("stream_options")
                     usage = isinstance(options, dict) and options.get("include_usage") is True
-                    self._stream(usage, close)
+                    self._stream(answer, usage, close)
                     return
-                transport.write(canned.completion)
+                transport.write(answer.completion)
         elif method == b"GET" and path == b"/v1/models":
             transport.write(canned.models)
         else:
@@ -167,10 +189,10 @@ class Upstream(asyncio.Protocol):
         if close:
             transport.close()
 
-    def _stream(self, usage: bool, close: bool) -> None:
+    def _stream(self, answer: Answer, usage: bool, close: bool) -> None:
         canned, transport = self.canned, self.transport
         assert transport is not None
-        events = [*canned.stream_events, canned.usage_event] if usage else list(canned.stream_events)
+        events = [*answer.stream_events, answer.usage_event] if usage else list(answer.stream_events)
         if self.interval <= 0:  # one write: the cheapest way to send the whole stream
             transport.write(canned.stream_head + b"".join(events) + canned.stream_tail)
             if close:
@@ -247,7 +269,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--model", default="bench-model")
-    parser.add_argument("--chunks", type=int, default=20, help="content chunks of a streamed answer")
+    parser.add_argument("--chunks", type=int, default=20, help="content chunks of an answer (at most: see max_tokens above)")
     parser.add_argument("--chunk-interval", type=float, default=0.0, help="seconds between streamed events (0: all at once)")
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the port with SO_REUSEPORT")
     args = parser.parse_args()

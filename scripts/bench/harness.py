@@ -32,9 +32,11 @@ LOGS = RESULTS / "logs"
 VENV_BIN = ROOT / ".venv" / "bin"
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_LITELLM = Path("/work/bench-venvs/litellm/bin/litellm")
+DEFAULT_PORTKEY = Path("/work/bench-node/node_modules/.bin/gateway")  # npm install @portkey-ai/gateway
 UPSTREAM_MODEL = "bench-model"
 GATEWAY_MODEL = "vllm/bench-model"  # the public id llm-api gives the fake's model
 LITELLM_KEY = "sk-bench-master-key"
+DEFAULT_MAX_TOKENS = 100  # above the fake's 20 words: run.py's answers are the fake's --chunks long
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 # urllib must never go through a proxy from the environment: every target is on this machine.
@@ -50,9 +52,9 @@ def free_port() -> int:
 
 
 def http(method: str, url: str, body: dict | None = None, token: str | None = None,
-         timeout: float = 10) -> tuple[int, dict | str]:
+         timeout: float = 10, headers: dict[str, str] | None = None) -> tuple[int, dict | str]:
     """(status, parsed JSON or text) of one request; (0, reason) when nothing answered."""
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **(headers or {})}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = json.dumps(body).encode() if body is not None else None
@@ -70,9 +72,11 @@ def http(method: str, url: str, body: dict | None = None, token: str | None = No
         return status, raw.decode(errors="replace")
 
 
-def chat_body(model: str, *, stream: bool, conversation: str | None = None) -> dict:
-    """The request every target gets: a short user message; streams ask for the usage chunk."""
-    body: dict = {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100}
+def chat_body(model: str, *, stream: bool, conversation: str | None = None,
+              max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
+    """The request every target gets: a short user message; streams ask for the usage chunk.
+    The fake upstream answers ``min(max_tokens, its --chunks)`` words (content chunks when streamed)."""
+    body: dict = {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": max_tokens}
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -235,6 +239,15 @@ class Server:
         self.popen.wait()
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the script as Ctrl-C does, through its ``finally`` blocks: everything it started
+    (servers, load clients, the scratch database) is stopped, not orphaned."""
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def start_process(name: str, argv: list[str], port: int, env: dict[str, str] | None = None,
                   cwd: Path | None = None) -> Server:
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -245,6 +258,16 @@ def start_process(name: str, argv: list[str], port: int, env: dict[str, str] | N
                              cwd=cwd, start_new_session=True)
     log.close()  # the child has its own descriptor
     return Server(name, popen, port, log_path, started)
+
+
+def started(server: Server, url: str, timeout: float) -> Server:
+    """``server`` once ``url`` answers 200; stopped when it does not (nor on Ctrl-C): never left behind."""
+    try:
+        wait_healthy(server, url, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def wait_healthy(server: Server, url: str, timeout: float) -> float:
@@ -261,11 +284,12 @@ def wait_healthy(server: Server, url: str, timeout: float) -> float:
     raise RuntimeError(f"{server.name} not healthy at {url} after {timeout} s:\n{server.log_tail()}")
 
 
-def start_fake_upstream(port: int, workers: int = 1, chunks: int = 20, name: str = "fake-upstream") -> Server:
+def start_fake_upstream(port: int, workers: int = 1, chunks: int = 20, name: str = "fake-upstream",
+                        chunk_interval: float = 0.0) -> Server:
     server = start_process(name, [sys.executable, str(BENCH / "fake_upstream.py"), "--port", str(port),
-                                  "--workers", str(workers), "--chunks", str(chunks)], port)
-    wait_healthy(server, f"http://127.0.0.1:{port}/v1/models", timeout=10)
-    return server
+                                  "--workers", str(workers), "--chunks", str(chunks),
+                                  "--chunk-interval", str(chunk_interval)], port)
+    return started(server, f"http://127.0.0.1:{port}/v1/models", timeout=10)
 
 
 def _gateway_variables() -> set[str]:
@@ -296,14 +320,62 @@ def gateway_env(*, port: int, dsn: str, secret: str, upstream_port: int, extra: 
 
 
 def start_gateway(env: dict[str, str], workers: int, name: str = "llm-api", wrapper: list[str] | None = None,
-                  health_timeout: float = 60) -> Server:
-    """``llm-api serve --workers N``; returns once /v1/healthz answers (``healthy_after`` is set)."""
-    argv = [str(VENV_BIN / "llm-api"), "serve", "--workers", str(workers)]
+                  health_timeout: float = 60, executable: Path | None = None) -> Server:
+    """``llm-api serve --workers N``; returns once /v1/healthz answers (``healthy_after`` is set).
+    ``executable``: another build's ``llm-api`` (an older checkout's virtualenv) instead of this one's."""
+    argv = [str(executable or VENV_BIN / "llm-api"), "serve", "--workers", str(workers)]
     if wrapper:  # e.g. a profiler that runs the module itself
         argv = [*wrapper, "-m", "llm_api", "serve", "--workers", str(workers)]
     server = start_process(name, argv, int(env["HTTP_PORT"]), env=env, cwd=LOGS)
-    wait_healthy(server, f"http://127.0.0.1:{server.port}/v1/healthz", timeout=health_timeout)
-    return server
+    return started(server, f"http://127.0.0.1:{server.port}/v1/healthz", timeout=health_timeout)
+
+
+def build_label(executable: Path) -> str:
+    """``llm-api@<short commit>`` of the checkout an ``llm-api`` executable runs (an editable install):
+    its interpreter tells where the package is, git which commit that is (``+dirty`` if edited)."""
+    python = executable.with_name("python")
+    if not python.exists():
+        return "llm-api@baseline"
+    found = subprocess.run([str(python), "-c", "import llm_api, os; print(os.path.dirname(llm_api.__file__))"],
+                           check=False, capture_output=True, text=True, cwd="/")
+    return "llm-api@" + (git_commit(Path(found.stdout.strip())) if found.returncode == 0 else "baseline")
+
+
+def git_commit(where: Path) -> str:
+    """Short commit of the repository ``where`` is in, ``+dirty`` when llm_api/ has changes; "unknown" outside one."""
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-C", str(where), *argv], check=False, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    top = git("rev-parse", "--show-toplevel")
+    edited = top and git("status", "--porcelain", "--untracked-files=no", "--", f"{top}/llm_api")
+    return commit + ("+dirty" if edited else "")
+
+
+def login_guests(base: str, count: int) -> list[tuple[str, str]]:
+    """(access token, conversation id) of ``count`` new guests of the llm-api at ``base``."""
+    principals = []
+    for _ in range(count):
+        status, answer = http("POST", f"{base}/auth/guest-login")
+        if status != 201:
+            raise RuntimeError(f"guest login answered {status}: {answer}")
+        token = answer["access_token"]
+        status, conversation = http("POST", f"{base}/v1/conversations", {"title": "bench"}, token)
+        if status not in (200, 201):
+            raise RuntimeError(f"creating a conversation answered {status}: {conversation}")
+        principals.append((token, conversation["id"]))
+    return principals
+
+
+def wait_model_listed(base: str, token: str, server: Server, timeout: float = 30) -> float:
+    """Seconds from the gateway's start until /v1/models lists the fake's model (read at start-up)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        status, answer = http("GET", f"{base}/v1/models", token=token)
+        if status == 200 and any(m.get("id") == GATEWAY_MODEL for m in answer.get("data", [])):
+            return time.perf_counter() - server.started_at
+        time.sleep(0.05)
+    raise RuntimeError(f"{GATEWAY_MODEL} not listed by llm-api after {timeout} s")
 
 
 def start_litellm(binary: Path, port: int, upstream_port: int, workers: int) -> Server:
@@ -326,8 +398,21 @@ def start_litellm(binary: Path, port: int, upstream_port: int, workers: int) -> 
     env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
     server = start_process("litellm", [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
                                        "--num_workers", str(workers)], port, env=env, cwd=LOGS)
-    wait_healthy(server, f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
-    return server
+    return started(server, f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
+
+
+def portkey_headers(upstream_port: int) -> dict[str, str]:
+    """What routes a request through Portkey's gateway to the fake: it has no configuration file here,
+    each request names its provider and where that provider is (and a bearer, passed on)."""
+    return {"x-portkey-provider": "openai", "x-portkey-custom-host": f"http://127.0.0.1:{upstream_port}/v1"}
+
+
+def start_portkey(executable: Path, port: int) -> Server:
+    """Portkey's open-source gateway (npm @portkey-ai/gateway) on Node: one process, it has no worker
+    option. ``--headless``: without its log-viewer UI."""
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}  # it reads HTTP(S)_PROXY
+    server = start_process("portkey", [str(executable), f"--port={port}", "--headless"], port, env=env, cwd=LOGS)
+    return started(server, f"http://127.0.0.1:{port}/", timeout=60)
 
 
 # --- the database -----------------------------------------------------------------------------------------------
@@ -359,9 +444,11 @@ def fresh_database(admin_dsn: str) -> Iterator[str]:
 
 # --- load clients -----------------------------------------------------------------------------------------------
 
-def write_requests(path: Path, lines: list[tuple[str, dict]]) -> Path:
-    """The request file of wrk_chat.lua and loadgen.py: ``<token><TAB><JSON body>`` per line."""
-    path.write_text("".join(f"{token}\t{json.dumps(body, separators=(',', ':'))}\n" for token, body in lines))
+def write_requests(path: Path, lines: list[tuple[str, dict]], headers: dict[str, str] | None = None) -> Path:
+    """The request file of wrk_chat.lua and loadgen.py: ``<token><TAB><JSON body>`` per line, then
+    ``<TAB><name>: <value>`` for each extra header (compact JSON holds no tab, so the split is safe)."""
+    extra = "".join(f"\t{name}: {value}" for name, value in (headers or {}).items())
+    path.write_text("".join(f"{token}\t{json.dumps(body, separators=(',', ':'))}{extra}\n" for token, body in lines))
     return path
 
 
@@ -372,6 +459,12 @@ class Load:
     kind: str  # "wrk" or "python"
     popen: subprocess.Popen
     duration: int
+
+    def stop(self) -> None:
+        """End it if it still runs (the measuring script failed or was interrupted): none is left behind."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.communicate()
 
     def result(self) -> dict:
         """Wait for it; its summary in one shape for both clients (milliseconds, error counts by kind)."""

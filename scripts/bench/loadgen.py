@@ -7,7 +7,8 @@ wrk times whole responses only; a gateway's cost on a stream shows in its time t
 (TTFC), so streamed cases use this instead. ``--concurrency`` connections each send a request, read
 the whole answer, and send the next one (closed loop, keep-alive) until ``--duration`` is over;
 answers that end after that are not counted (as wrk does). Requests come round-robin from
-``--requests-file``: one per line, ``<bearer token or empty><TAB><JSON body>`` (wrk_chat.lua's format).
+``--requests-file``: one per line, ``<bearer token or empty><TAB><JSON body>``, then
+``<TAB><name>: <value>`` per extra header (wrk_chat.lua's format).
 
 It is written on raw asyncio protocols and parses only the response framing (status line,
 Content-Length or chunked encoding), so that it costs tens of microseconds per answer: run.py
@@ -189,12 +190,13 @@ def _load_requests(path: str, host: str, port: int, target: str) -> list[bytes]:
     requests = []
     with open(path, encoding="utf-8") as lines:
         for line in lines:
-            token, _, body = line.rstrip("\n").partition("\t")
+            token, body, *headers = line.rstrip("\n").split("\t")
             payload = body.encode()
             head = (f"POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(payload)}\r\n")
             if token:
                 head += f"Authorization: Bearer {token}\r\n"
+            head += "".join(f"{header}\r\n" for header in headers)
             requests.append(head.encode() + b"\r\n" + payload)
     if not requests:
         raise SystemExit(f"{path}: no request")

@@ -2,7 +2,8 @@
 --
 --   BENCH_REQUESTS=<file> wrk -s scripts/bench/wrk_chat.lua -t1 -c1 -d10s http://127.0.0.1:8080/v1/chat/completions
 --
--- <file> holds one request per line: "<bearer token or empty><TAB><JSON body>". Requests are sent
+-- <file> holds one request per line: "<bearer token or empty><TAB><JSON body>", then optionally
+-- "<TAB><header name>: <value>" for each extra header (Portkey's routing headers). Requests are sent
 -- round-robin (several lines = several principals or conversations). They are formatted once per
 -- thread in init(), so the per-request cost stays in wrk's C code.
 -- done() prints "BENCH_JSON {...}": counts, errors and latency percentiles in microseconds.
@@ -13,10 +14,13 @@ local index = 0
 function init(args)
   local path = wrk.path
   for line in io.lines(os.getenv("BENCH_REQUESTS")) do
-    local token, body = line:match("^([^\t]*)\t(.*)$")
+    local token, body, rest = line:match("^([^\t]*)\t([^\t]*)(.*)$")
     local headers = { ["Content-Type"] = "application/json" }
     if token ~= "" then
       headers["Authorization"] = "Bearer " .. token
+    end
+    for name, value in rest:gmatch("\t([^:\t]+): ([^\t]*)") do
+      headers[name] = value
     end
     requests[#requests + 1] = wrk.format("POST", path, headers, body)
   end
