@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from llm_api.app_keys import CHAT, PRINCIPAL
+from llm_api.app_keys import CHAT, PRINCIPAL, SETTINGS
 from llm_api.chat.request import chat_request
 from llm_api.observability.logging import bind_log_fields
 from llm_api.schemas import models
 from llm_api.server.responses import json_response
+from llm_api.server.sse import stream_response
 from llm_api.server.validation import body_of
 
 
@@ -20,7 +21,8 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     bind_log_fields(model=asked.model, conversation_id=asked.conversation_id)
     prepared = await chat.prepare(principal.user_id, asked, credentials=_credentials(request, principal.user_id))
     if prepared.request.stream:
-        return await chat.stream(request, prepared)
+        return await stream_response(request, chat.stream(prepared), headers=prepared.headers,
+                                     keepalive=request.app[SETTINGS].sse_keepalive_interval)
     return json_response(await chat.complete(prepared), headers=prepared.headers)
 
 

@@ -13,8 +13,14 @@ from typing import Any
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
 
+# Fields of a chat completion that OpenAI's schema (CreateChatCompletionResponse) does not let be null, where
+# vLLM sends ``"system_fingerprint": null``: left out when null. The nullable ones (``service_tier``,
+# ``metadata``...) and those OpenAI does not name (vLLM's ``prompt_logprobs``...) are passed as they are.
+_NOT_NULLABLE = ("id", "created", "system_fingerprint", "usage")
+
+
 def normalized_completion(answer: dict[str, Any], public_id: str) -> dict[str, Any]:
-    answer = {**answer, "object": "chat.completion", "model": public_id}
+    answer = {**_without_nulls(answer, _NOT_NULLABLE), "object": "chat.completion", "model": public_id}
     answer.setdefault("created", 0)
     answer.setdefault("id", "chatcmpl-unknown")
     choices = []
@@ -22,36 +28,29 @@ def normalized_completion(answer: dict[str, Any], public_id: str) -> dict[str, A
         message = {"content": None, "refusal": None, **_without_nulls(choice.get("message") or {}), "role": "assistant"}
         choices.append({
             **choice, "index": choice.get("index", index), "message": message, "logprobs": choice.get("logprobs"),
-            "finish_reason": _finish_reason(choice.get("finish_reason")) or "stop",
+            "finish_reason": finish_reason(choice.get("finish_reason")) or "stop",
         })
     answer["choices"] = choices
-    if answer.get("usage") is None:
-        answer.pop("usage", None)
+    if isinstance(answer.get("usage"), dict):
+        answer["usage"] = _usage(answer["usage"])
     return answer
 
 
-def normalized_chunk(chunk: dict[str, Any], *, stream_id: str, created: int, public_id: str, include_usage: bool) -> dict[str, Any] | None:
-    """The chunk to send; None for one that carries nothing the client asked for (a usage-only chunk
-    when it did not ask for usage). ``id`` and ``created`` are the same on every chunk of a stream."""
-    chunk = {**chunk, "id": stream_id, "object": "chat.completion.chunk", "created": created, "model": public_id}
-    if not include_usage:
-        chunk.pop("usage", None)
-        if not chunk.get("choices"):
-            return None
-    chunk["choices"] = [
-        {**choice, "finish_reason": _finish_reason(choice.get("finish_reason")), "delta": _without_nulls(choice.get("delta") or {})}
-        for choice in chunk.get("choices") or []
-    ]
-    return chunk
+def _usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """Usage without nulls, in its details too: none of OpenAI's ``CompletionUsage`` fields is nullable, and
+    vLLM sends ``"prompt_tokens_details": null`` (some servers ``{"cached_tokens": null}``)."""
+    return {name: _without_nulls(value) if isinstance(value, dict) else value
+            for name, value in _without_nulls(usage).items()}
 
 
-def _without_nulls(fields: dict[str, Any]) -> dict[str, Any]:
-    """Null fields dropped: vLLM sends ``annotations: null``, ``tool_calls: null``... where OpenAI sends
-    a list or nothing, and the SDKs expect one or the other."""
-    return {name: value for name, value in fields.items() if value is not None}
+def _without_nulls(fields: dict[str, Any], names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Null fields dropped (only those of ``names`` when given): vLLM sends ``annotations: null``,
+    ``tool_calls: null``... where OpenAI sends a list or nothing, and the SDKs expect one or the other."""
+    return {name: value for name, value in fields.items() if value is not None or (names is not None and name not in names)}
 
 
-def _finish_reason(reason: Any) -> str | None:
+def finish_reason(reason: Any) -> str | None:
+    """A provider's finish reason as the contract knows them: others (``abort``, ``eos``) are a stop."""
     if reason is None:
         return None
     return reason if reason in _FINISH_REASONS else "stop"
@@ -69,25 +68,32 @@ class GatheredAnswer:
     usage: dict[str, Any] | None = None
 
     def add(self, chunk: dict[str, Any]) -> None:
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage
+        for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
-            for name, parts in (("content", self.content), ("reasoning_content", self.reasoning), ("refusal", self.refusal)):
-                if isinstance(delta.get(name), str):
-                    parts.append(delta[name])
-            if isinstance(delta.get("reasoning"), str):  # vLLM's newer name for it
-                self.reasoning.append(delta["reasoning"])
-            for call in delta.get("tool_calls") or []:
-                gathered = self.tool_calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
-                gathered["id"] = call.get("id") or gathered["id"]
-                function = call.get("function") or {}
-                gathered["name"] = function.get("name") or gathered["name"]
-                gathered["arguments"] += function.get("arguments") or ""
+            delta = choice.get("delta")
+            if delta:
+                content = delta.get("content")
+                if isinstance(content, str):
+                    self.content.append(content)
+                if len(delta) > (2 if "role" in delta else 1) or content is None:  # more than content (rare)
+                    self._add_other_fields(delta)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+
+    def _add_other_fields(self, delta: dict[str, Any]) -> None:
+        for name, parts in (("reasoning_content", self.reasoning), ("reasoning", self.reasoning), ("refusal", self.refusal)):
+            if isinstance(delta.get(name), str):  # "reasoning": vLLM's newer name for reasoning_content
+                parts.append(delta[name])
+        for call in delta.get("tool_calls") or []:
+            gathered = self.tool_calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
+            gathered["id"] = call.get("id") or gathered["id"]
+            function = call.get("function") or {}
+            gathered["name"] = function.get("name") or gathered["name"]
+            gathered["arguments"] += function.get("arguments") or ""
 
     @property
     def started(self) -> bool:

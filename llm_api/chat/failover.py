@@ -17,11 +17,10 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from llm_api.errors import UpstreamError
+from llm_api.errors import ProviderUnavailable, UpstreamError
 from llm_api.observability.metrics import Metrics
 from llm_api.providers.registry import Route
 from llm_api.providers.service import Providers
-from llm_api.providers.upstream import ProviderUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,10 +39,11 @@ class Failover:
 
     async def open_stream(
         self, routes: list[Route], body: dict[str, Any]
-    ) -> tuple[Route, tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]]:
-        """The route that answered, its first chunk, and the rest of its chunks (to be closed by the caller)."""
+    ) -> tuple[Route, tuple[list[dict[str, Any]], AsyncIterator[list[dict[str, Any]]]]]:
+        """The route that answered, its first batch of chunks, and the rest of its batches (to be closed by
+        the caller)."""
 
-        async def first_chunk(route: Route) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
+        async def first_chunk(route: Route) -> tuple[list[dict[str, Any]], AsyncIterator[list[dict[str, Any]]]]:
             chunks = self._providers.adapter(route.provider).stream(route, body)
             try:
                 return await anext(chunks), chunks

@@ -23,17 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from llm_api.chat.answers import GatheredAnswer, normalized_chunk, normalized_completion
-from llm_api.chat.events import EventStream
+from llm_api.chat.answers import normalized_completion
 from llm_api.chat.exchange import answer_items, input_items, last_user_text, title_from
 from llm_api.chat.failover import Failover
 from llm_api.chat.media import MediaResolver, image_urls
 from llm_api.chat.memory import MemoryService
 from llm_api.chat.prompt import MEMORY, PromptContext, assemble
+from llm_api.chat.relay import ChunkRelay, StreamEnd
 from llm_api.chat.request import ChatRequest
 from llm_api.config import Settings
 from llm_api.conversations.projects import Projects
@@ -133,72 +132,57 @@ class Chat:
             self._observe(chat, message)
         return answer
 
-    async def stream(self, request: web.Request, chat: PreparedChat) -> web.StreamResponse:
-        """Relay a streamed answer; a failure before its first chunk is an ordinary error response.
+    async def stream(self, chat: PreparedChat) -> AsyncIterator[list[dict[str, Any]] | StreamEnd]:
+        """The answer's chunks for the client, a batch per read from the provider, then one ``StreamEnd``.
 
-        From the first moment (the wait for the first chunk included), a client that leaves cancels
-        the work, which closes the provider's connection.
+        A failure before the first chunk is raised by the first step, so that it can still be an ordinary
+        error response; a failure after it ends the stream (``StreamEnd.error``). A consumer that stops
+        early, by closing the iterator or because its task was cancelled (the client left), makes the
+        stream close the provider's connection and store what arrived, marked incomplete.
         """
-        events = EventStream(request, headers=chat.headers, keepalive=self._settings.sse_keepalive_interval)
+        left: BaseException | None = None  # how the consumer stopped early, re-raised outside the span
         with self._span(chat) as span:
-            answering = asyncio.create_task(self._answer_stream(events, chat, span))
-            watcher = asyncio.create_task(events.cancel_when_client_leaves(answering))
-            try:
-                client_stayed = await answering
-            finally:
-                watcher.cancel()
-        if not client_stayed:
-            raise asyncio.CancelledError  # as aiohttp does for a client that left: logged as 499
-        return events.response
+            started = time.monotonic()
+            route, (first, rest) = await self._failover.open_stream(chat.routes, chat.body)
+            waited = time.monotonic() - started
+            span.set_attribute("llm_api.time_to_first_chunk_ms", round(waited * 1000))
+            self._metrics.first_token(route.public_id, route.provider.name, waited)
+            relay = ChunkRelay(first[0], route.public_id, include_usage=chat.request.include_usage)
+            failure: ApiError | None = None
+            with self._metrics.relaying_stream():
+                try:
+                    batch: list[dict[str, Any]] | None = first
+                    while batch is not None:
+                        outgoing = relay.take(batch)
+                        if outgoing:
+                            yield self._checked(outgoing)
+                        batch = await anext(rest, None)
+                except (asyncio.CancelledError, GeneratorExit) as stopped:
+                    left = stopped
+                except ApiError as error:
+                    failure = error
+                    self._metrics.upstream_failed(route.provider.name, error)
+                    log.warning("stream from provider %s failed: %s", route.provider.name, error.message)
+                except Exception:  # unforeseen: the client still gets an error frame and the end of the stream
+                    log.exception("relaying the stream from provider %s failed", route.provider.name)
+                    failure = InternalError("The answer could not be relayed; the provider sent something unexpected.")
+                finally:
+                    await rest.aclose()  # the provider's connection, before anything is stored
+                if left is not None:
+                    span.set_attribute("llm_api.client_disconnected", True)
+                    await self._finished(chat, route, relay, span, failure=None, complete=False)
+                else:
+                    end = await self._finished(chat, route, relay, span, failure=failure, complete=failure is None)
+        if left is not None:
+            raise left
+        yield end
 
-    async def _answer_stream(self, events: EventStream, chat: PreparedChat, span: trace.Span) -> bool:
-        started = time.monotonic()
-        route, (first, rest) = await self._failover.open_stream(chat.routes, chat.body)
-        waited = time.monotonic() - started
-        span.set_attribute("llm_api.time_to_first_chunk_ms", round(waited * 1000))
-        self._metrics.first_token(route.public_id, route.provider.name, waited)
-        with self._metrics.relaying_stream():
-            try:
-                await events.open()
-            except BaseException:
-                await rest.aclose()
-                raise
-            return await self._relay(events, chat, route, first, rest, span)
-
-    async def _relay(self, events: EventStream, chat: PreparedChat, route: Route, first: dict, rest: AsyncIterator[dict],
-                     span: trace.Span) -> bool:
-        """Send the chunks, store the answer, end the stream; False when the client left midway."""
-        gathered = GatheredAnswer()
-        stream_id = str(first.get("id") or "chatcmpl-stream")
-        created = int(first.get("created") or time.time())
-        failure: ApiError | None = None
-        disconnected = False
-        try:
-            async for chunk in _chain(first, rest):
-                gathered.add(chunk)
-                outgoing = normalized_chunk(chunk, stream_id=stream_id, created=created, public_id=route.public_id,
-                                            include_usage=chat.request.include_usage)
-                if outgoing is not None:
-                    await events.send(self._checked(outgoing))
-        except asyncio.CancelledError:
-            # The client left (see EventStream.cancel_when_client_leaves). The provider's connection
-            # closes with `rest`; what arrived is still stored, so the cancellation ends here.
-            asyncio.current_task().uncancel()
-            disconnected = True
-        except ConnectionResetError:
-            disconnected = True
-        except ApiError as error:
-            failure = error
-            self._metrics.upstream_failed(route.provider.name, error)
-            log.warning("stream from provider %s failed: %s", route.provider.name, error.message)
-        except Exception:  # unforeseen: the client still gets an error frame and the end of the stream
-            log.exception("relaying the stream from provider %s failed", route.provider.name)
-            failure = InternalError("The answer could not be relayed; the provider sent something unexpected.")
-        finally:
-            await rest.aclose()
+    async def _finished(self, chat: PreparedChat, route: Route, relay: ChunkRelay, span: trace.Span, *,
+                    failure: ApiError | None, complete: bool) -> StreamEnd:
+        """A streamed answer recorded, stored (when asked to) and observed; how its stream ends."""
+        gathered = relay.gathered
         _record_answer(span, route, gathered.usage, [gathered.finish_reason])
         self._metrics.count_tokens(route.public_id, route.provider.name, gathered.usage)  # when the provider sent it
-        complete = failure is None and not disconnected
         summary = None
         if chat.conversation is not None and (complete or gathered.started):
             try:
@@ -211,24 +195,13 @@ class Chat:
                 complete = False  # not stored: nothing to tell the memory service
         if complete:
             self._observe(chat, gathered.message())
-        if disconnected:
-            span.set_attribute("llm_api.client_disconnected", True)
-            await events.stop()
-            return False
-        try:
-            if failure is None and summary is not None:
-                try:
-                    await events.send(self._checked({"id": stream_id, "object": "chat.completion.chunk", "created": created,
-                                                     "model": route.public_id, "choices": [], "conversation": summary}))
-                except ContractDrift as drift:
-                    failure = drift
-            if failure is not None:
-                await events.send(failure.envelope())
-            await events.close()
-        except ConnectionResetError:
-            await events.stop()
-            return False
-        return True
+        conversation_chunk = None
+        if summary is not None and failure is None:
+            try:
+                conversation_chunk = self._checked([relay.conversation_chunk(summary)])[0]
+            except ContractDrift as drift:
+                failure = drift
+        return StreamEnd(conversation_chunk, failure)
 
     async def _store(self, chat: PreparedChat, answer: dict[str, Any], *, complete: bool) -> dict[str, Any]:
         """Store the exchange (when asked to); the conversation's ``{id, title}`` either way."""
@@ -286,25 +259,20 @@ class Chat:
             raise refusal
         return capable
 
-    def _checked(self, chunk: dict[str, Any]) -> dict[str, Any]:
-        if self._check_chunks:
-            try:
-                models.ChatCompletionChunk.model_validate(chunk)
-            except ValidationError as error:
-                raise ContractDrift(f"contract drift: a streamed chunk is not a ChatCompletionChunk: {error}") from None
-        return chunk
+    def _checked(self, chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._check_chunks:  # strict mode: every streamed chunk against the contract
+            for chunk in chunks:
+                try:
+                    models.ChatCompletionChunk.model_validate(chunk)
+                except ValidationError as error:
+                    raise ContractDrift(f"contract drift: a streamed chunk is not a ChatCompletionChunk: {error}") from None
+        return chunks
 
     def _span(self, chat: PreparedChat):
         return self._tracer.start_as_current_span("chat.completion", kind=trace.SpanKind.INTERNAL, attributes={
             "gen_ai.operation.name": "chat", "gen_ai.request.model": chat.request.model,
             "llm_api.stream": chat.request.stream,
         })
-
-
-async def _chain(first: dict, rest: AsyncIterator[dict]) -> AsyncIterator[dict]:
-    yield first
-    async for chunk in rest:
-        yield chunk
 
 
 def _record_answer(span: trace.Span, route: Route, usage: dict[str, Any] | None, finish_reasons: list[str | None]) -> None:

@@ -22,8 +22,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from llm_api import json_codec
 from llm_api.errors import InvalidRequest, UpstreamError
 from llm_api.providers import sse_client
+from llm_api.providers.messages import texts_of
 from llm_api.providers.openai_compatible import _model_ids
 from llm_api.providers.registry import Provider, Route
 from llm_api.providers.upstream import UpstreamCalls
@@ -71,30 +73,43 @@ class Anthropic:
         except (KeyError, TypeError, AttributeError):  # not the Messages API's shape
             raise _unreadable(route.provider, "answered something that is not a message") from None
 
-    async def stream(self, route: Route, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, route: Route, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """The answer as chat.completion.chunk objects, a batch per read from the provider."""
         provider = route.provider
         request = {**messages_request(body, route.upstream_id), "stream": True}
         translator = _StreamTranslator()
         async with self._calls.open(provider, "POST", _url(provider), stream=True, headers=_headers(provider), json_body=request) as response:
-            async for name, data in sse_client.events(provider, response):
-                try:
-                    event = json.loads(data)
-                except (ValueError, RecursionError):  # RecursionError: nested too deep to parse (not an internal error)
-                    raise _unreadable(provider, "sent an event that is not JSON") from None
-                if not isinstance(event, dict):
-                    raise _unreadable(provider, "sent an event that is not an object")
-                if (name or event.get("type")) == "error":
-                    error = event.get("error") if isinstance(event.get("error"), dict) else {}
-                    raise UpstreamError(f"Provider {provider.name} failed mid-answer: {error.get('type')}: {error.get('message')}")
-                try:
-                    chunks = translator.chunks(event)
-                except (KeyError, TypeError, AttributeError):
-                    raise _unreadable(provider, f"sent a {event.get('type')} event of an unknown shape") from None
-                for chunk in chunks:
-                    yield chunk
-                if translator.finished:
-                    return
+            async for events in sse_client.event_batches(provider, response):
+                chunks: list[dict[str, Any]] = []
+                for name, data in events:
+                    try:
+                        chunks += _translated(provider, translator, name, data)
+                    except UpstreamError:
+                        if chunks:  # what came before the bad event is relayed, as it would be a read earlier
+                            yield chunks
+                        raise
+                    if translator.finished:
+                        yield chunks
+                        return
+                if chunks:
+                    yield chunks
         raise UpstreamError(f"Provider {provider.name} ended its answer before message_stop.", code="incomplete_upstream_response")
+
+
+def _translated(provider: Provider, translator: _StreamTranslator, name: str | None, data: bytes) -> list[dict[str, Any]]:
+    try:
+        event = json_codec.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse (not an internal error)
+        raise _unreadable(provider, "sent an event that is not JSON") from None
+    if not isinstance(event, dict):
+        raise _unreadable(provider, "sent an event that is not an object")
+    if (name or event.get("type")) == "error":
+        error = event.get("error") if isinstance(event.get("error"), dict) else {}
+        raise UpstreamError(f"Provider {provider.name} failed mid-answer: {error.get('type')}: {error.get('message')}")
+    try:
+        return translator.chunks(event)
+    except (KeyError, TypeError, AttributeError):
+        raise _unreadable(provider, f"sent a {event.get('type')} event of an unknown shape") from None
 
 
 def messages_request(body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -104,13 +119,13 @@ def messages_request(body: dict[str, Any], model: str) -> dict[str, Any]:
     for message in body["messages"]:
         role = message["role"]
         if role in ("system", "developer"):
-            system += [{"type": "text", "text": text} for text in _texts(message.get("content")) if text]
+            system += [{"type": "text", "text": text} for text in texts_of(message.get("content")) if text]
             continue
         if role == "tool":
-            blocks = [{"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": "\n".join(_texts(message["content"]))}]
+            blocks = [{"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": "\n".join(texts_of(message["content"]))}]
             role = "user"
         elif role == "assistant":
-            blocks = [{"type": "text", "text": text} for text in _texts(message.get("content")) if text]
+            blocks = [{"type": "text", "text": text} for text in texts_of(message.get("content")) if text]
             blocks += [
                 {"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": _arguments(call["function"]["arguments"])}
                 for call in message.get("tool_calls") or []
@@ -254,14 +269,6 @@ def _image_source(url: str) -> dict[str, str]:
     if url.startswith(("http://", "https://")):
         return {"type": "url", "url": url}
     raise InvalidRequest("Images must be http(s) URLs or base64 data URLs.", param="messages", code="invalid_image")
-
-
-def _texts(content: Any) -> list[str]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [content]
-    return [part.get("text") or part.get("refusal") or "" for part in content]
 
 
 def _arguments(arguments: str) -> Any:

@@ -5,10 +5,10 @@ the provider's own model id and checks what the vendor cannot honour."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from llm_api import json_codec
 from llm_api.errors import InvalidRequest, UpstreamError
 from llm_api.providers import sse_client
 from llm_api.providers.registry import Provider, Route
@@ -47,33 +47,55 @@ class OpenAICompatible:
                                 code="invalid_upstream_response")
         return answer
 
-    async def stream(self, route: Route, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, route: Route, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """The answer's chunks, a batch per read from the provider."""
         # Usage is always asked for: it is recorded even when the client did not ask to see it.
         request = {**body, "model": route.upstream_id, "stream": True, "stream_options": {"include_usage": True}}
         provider = route.provider
         async with self._calls.open(provider, "POST", _url(provider), stream=True, headers=_headers(provider), json_body=request) as response:
-            async for _, data in sse_client.events(provider, response):
-                if data.strip() == "[DONE]":
-                    return
-                try:
-                    chunk = json.loads(data)
-                except (ValueError, RecursionError):  # RecursionError: nested too deep to parse (not an internal error)
-                    raise UpstreamError(f"Provider {provider.name} sent an event that is not JSON.", code="invalid_upstream_response") from None
-                if isinstance(chunk, dict) and ("error" in chunk or chunk.get("object") == "error"):
-                    raise UpstreamError(f"Provider {provider.name} failed mid-answer: {_error_text(chunk)}")
-                if not _shaped(chunk, "delta"):
-                    raise UpstreamError(f"Provider {provider.name} sent an event that is not a chat completion chunk.",
-                                        code="invalid_upstream_response")
-                yield chunk
+            async for events in sse_client.event_batches(provider, response):
+                chunks = []
+                for _, data in events:
+                    if data[:1] != b"{" and data.strip() == b"[DONE]":
+                        if chunks:
+                            yield chunks
+                        return
+                    try:
+                        chunks.append(_chunk(provider, data))
+                    except UpstreamError:
+                        if chunks:  # what came before the bad event is relayed, as it would be a read earlier
+                            yield chunks
+                        raise
+                yield chunks
         raise UpstreamError(f"Provider {provider.name} ended its answer without [DONE].", code="incomplete_upstream_response")
+
+
+def _chunk(provider: Provider, data: bytes) -> dict[str, Any]:
+    try:
+        chunk = json_codec.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse (not an internal error)
+        raise UpstreamError(f"Provider {provider.name} sent an event that is not JSON.", code="invalid_upstream_response") from None
+    if isinstance(chunk, dict) and ("error" in chunk or chunk.get("object") == "error"):
+        raise UpstreamError(f"Provider {provider.name} failed mid-answer: {_error_text(chunk)}")
+    if not _shaped(chunk, "delta"):
+        raise UpstreamError(f"Provider {provider.name} sent an event that is not a chat completion chunk.",
+                            code="invalid_upstream_response")
+    return chunk
 
 
 def _shaped(answer: Any, part: str) -> bool:
     """Whether an answer (``part="message"``) or a chunk (``"delta"``) has the structure relied on:
     an object whose ``choices`` are objects, each with an object (or nothing) as its message or delta."""
-    if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if not isinstance(choices, list):
         return False
-    return all(isinstance(choice, dict) and isinstance(choice.get(part) or {}, dict) for choice in answer["choices"])
+    for choice in choices:  # a loop, not all(...): this runs for every streamed chunk
+        if not isinstance(choice, dict):
+            return False
+        inner = choice.get(part)
+        if inner and not isinstance(inner, dict):
+            return False
+    return True
 
 
 def _url(provider: Provider) -> str:
