@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from llm_api.providers.service import Providers
     from llm_api.readiness import Readiness
     from llm_api.user_settings import UserSettings
-    from llm_api.schemas.operation import Operation
-    from llm_api.server.validation import OperationInput
+    from llm_api.schemas.operation import Operation, OperationInput
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 BUILD_INFO: web.AppKey[BuildInfo] = web.AppKey("build_info")

@@ -25,7 +25,7 @@ from llm_api.db.lifecycle import DatabaseStartupError, migrate_patiently
 from llm_api.db.migrate import MigrationError
 from llm_api.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, find_pg_bindir
 from llm_api.observability.logging import configure_logging
-from llm_api.providers.sources import ProviderConfigError
+from llm_api.providers.sources import ProviderConfigError, configured
 from llm_api.server.routing import RoutingError
 from llm_api.server.workers import serve_workers
 
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
-    except SettingsError as error:
+        configured(settings)  # an unusable providers file is bad configuration too: one line before anything starts
+    except (SettingsError, ProviderConfigError) as error:
         print(f"llm-api: invalid configuration: {error}", file=sys.stderr)
         return 2
     if args.command == "serve":  # command-line options win over the environment

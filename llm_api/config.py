@@ -14,8 +14,6 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from llm_api.providers.sources import ProviderConfigError, ProviderSpec, from_file
-
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -121,10 +119,12 @@ class Settings(BaseModel):
     gateway_shared_secret: OptionalSecret = Field(None, alias="GATEWAY_SHARED_SECRET")
     rate_limit_per_minute: int = Field(100, alias="RATE_LIMIT_PER_MINUTE", ge=0)
 
-    # Providers: a YAML file, environment shortcuts, and the admin API (all merged).
+    # Providers: a YAML file, environment shortcuts, and the admin API (all merged). The file belongs to
+    # providers/ (``providers.sources.configured`` reads it); here is only its name.
     providers_config_file: Annotated[Path | None, BeforeValidator(_blank_is_unset)] = Field(None, alias="PROVIDERS_CONFIG_FILE")
-    #: The file's providers, read (with ``${VAR}`` replaced) by ``from_env``; not an environment variable.
-    file_providers: tuple[ProviderSpec, ...] = Field((), exclude=True, repr=False)
+    #: The variables these settings were read from (not one itself): the providers file's ``${VAR}`` are
+    #: replaced from them, so that the file sees the same environment as every other setting.
+    environment: Mapping[str, str] = Field(default_factory=dict, exclude=True, repr=False)
     openai_api_key: OptionalText = Field(None, alias="OPENAI_API_KEY")
     openai_base_url: OptionalUrl = Field(None, alias="OPENAI_BASE_URL")
     anthropic_api_key: OptionalText = Field(None, alias="ANTHROPIC_API_KEY")
@@ -182,13 +182,7 @@ class Settings(BaseModel):
             raise SettingsError("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")
         if settings.jwks_url and not settings.keycloak_base_url and not settings.issuer:
             raise SettingsError("ISSUER: required when JWKS_URL is set without KEYCLOAK_BASE_URL")
-        if settings.providers_config_file:
-            try:
-                specs = from_file(settings.providers_config_file, environ)
-            except ProviderConfigError as error:
-                raise SettingsError(str(error)) from None
-            settings = settings.model_copy(update={"file_providers": specs})
-        return settings
+        return settings.model_copy(update={"environment": dict(environ)})
 
     @property
     def keycloak_mode(self) -> bool:

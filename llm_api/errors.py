@@ -27,12 +27,16 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        upstream_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
         self.headers = {**self.default_headers, **(headers or {})}
+        #: The HTTP status a provider answered when this error is that provider refusing a call (set by
+        #: providers/upstream.py; the metrics count refusals by it); None for every other error.
+        self.upstream_status = upstream_status
 
     def envelope(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -103,6 +107,13 @@ class UpstreamError(ApiError):
     status = 502
     type = "upstream_error"
     default_code = "upstream_error"
+
+
+class ProviderUnavailable(UpstreamError):
+    """Nothing was received from the provider (unreachable, or its 502/503/529 before the answer began): worth
+    a retry, or another provider (chat/failover.py)."""
+
+    default_code = "provider_unavailable"
 
 
 class ServiceUnavailable(ApiError):

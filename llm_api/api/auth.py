@@ -12,6 +12,7 @@ from llm_api.auth.api_keys import status_of
 from llm_api.auth.sessions import TokenSet
 from llm_api.errors import Unauthorized
 from llm_api.schemas import models
+from llm_api.schemas.values import unix
 from llm_api.server.responses import json_response
 from llm_api.server.validation import body_of, params_of
 
@@ -88,11 +89,7 @@ def _token_response(tokens: TokenSet) -> models.TokenResponse:
 def _api_key_fields(row: dict) -> dict:
     return {
         "id": row["id"], "object": "api_key", "name": row["name"], "prefix": row["prefix"], "suffix": row["suffix"],
-        "status": status_of(row, datetime.now(timezone.utc)), "created_at": _unix(row["created_at"]),
-        "expires_at": _unix(row["expires_at"]), "last_used_at": _unix(row["last_used_at"]),
-        "revoked_at": _unix(row["revoked_at"]),
+        "status": status_of(row, datetime.now(timezone.utc)), "created_at": unix(row["created_at"]),
+        "expires_at": unix(row["expires_at"]), "last_used_at": unix(row["last_used_at"]),
+        "revoked_at": unix(row["revoked_at"]),
     }
-
-
-def _unix(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp())

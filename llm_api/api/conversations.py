@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from llm_api.app_keys import CONVERSATIONS, PRINCIPAL
-from llm_api.conversations.items import rendered, unix
+from llm_api.conversations.items import rendered
+from llm_api.db.paging import Page
 from llm_api.schemas import models
-from llm_api.server.responses import json_response, page_ends
+from llm_api.schemas.values import unix
+from llm_api.server.responses import json_response
 from llm_api.server.validation import body_of, params_of
 
 
@@ -19,9 +21,10 @@ async def create_conversation(request: web.Request) -> web.Response:
 
 async def list_conversations(request: web.Request) -> web.Response:
     params = params_of(request, models.ListConversationsParams)
-    rows, has_more, total = await request.app[CONVERSATIONS].page(request[PRINCIPAL].user_id, params)
+    page, total = await request.app[CONVERSATIONS].page(request[PRINCIPAL].user_id, params)
     return json_response(models.ConversationList(
-        object="list", data=[_conversation(row) for row in rows], has_more=has_more, total=total, **page_ends(rows),
+        object="list", data=[_conversation(row) for row in page.rows], has_more=page.has_more, total=total,
+        first_id=page.first_id, last_id=page.last_id,
     ))
 
 
@@ -45,15 +48,14 @@ async def delete_conversation(request: web.Request) -> web.Response:
 
 async def list_conversation_items(request: web.Request) -> web.Response:
     params = params_of(request, models.ListConversationItemsParams)
-    rows, has_more = await request.app[CONVERSATIONS].page_items(request[PRINCIPAL].user_id, params)
-    return json_response(_item_list(rows, has_more))
+    return json_response(_item_list(await request.app[CONVERSATIONS].page_items(request[PRINCIPAL].user_id, params)))
 
 
 async def create_conversation_items(request: web.Request) -> web.Response:
     conversation_id = params_of(request, models.CreateConversationItemsParams).conversation_id
     body = body_of(request, models.ConversationItemsCreateRequest)
     rows = await request.app[CONVERSATIONS].add_items(request[PRINCIPAL].user_id, conversation_id, body.items)
-    return json_response(_item_list(rows, has_more=False))
+    return json_response(_item_list(Page(rows, has_more=False)))  # the items just added, as one whole page
 
 
 async def get_conversation_item(request: web.Request) -> web.Response:
@@ -76,5 +78,8 @@ def _conversation(row: dict) -> models.Conversation:
     )
 
 
-def _item_list(rows: list[dict], has_more: bool) -> models.ConversationItemList:
-    return models.ConversationItemList(object="list", data=[rendered(row) for row in rows], has_more=has_more, **page_ends(rows))
+def _item_list(page: Page) -> models.ConversationItemList:
+    return models.ConversationItemList(
+        object="list", data=[rendered(row) for row in page.rows], has_more=page.has_more,
+        first_id=page.first_id, last_id=page.last_id,
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from llm_api.app_keys import PRINCIPAL, PROJECTS
-from llm_api.conversations.items import unix
 from llm_api.schemas import models
-from llm_api.server.responses import json_response, page_ends
+from llm_api.schemas.values import unix
+from llm_api.server.responses import json_response
 from llm_api.server.validation import body_of, params_of
 
 
@@ -18,9 +18,10 @@ async def create_project(request: web.Request) -> web.Response:
 
 async def list_projects(request: web.Request) -> web.Response:
     params = params_of(request, models.ListProjectsParams)
-    rows, has_more, total = await request.app[PROJECTS].page(request[PRINCIPAL].user_id, params)
+    page, total = await request.app[PROJECTS].page(request[PRINCIPAL].user_id, params)
     return json_response(models.ProjectList(
-        object="list", data=[_project(row) for row in rows], has_more=has_more, total=total, **page_ends(rows),
+        object="list", data=[_project(row) for row in page.rows], has_more=page.has_more, total=total,
+        first_id=page.first_id, last_id=page.last_id,
     ))
 
 

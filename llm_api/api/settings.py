@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from llm_api.app_keys import PRINCIPAL, USER_SETTINGS
-from llm_api.conversations.items import unix
 from llm_api.schemas import models
+from llm_api.schemas.values import unix
 from llm_api.server.responses import json_response
 from llm_api.server.validation import body_of
 from llm_api.user_settings import SettingsRecord

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_api.providers.messages import text_of
+
 PROJECT_INSTRUCTION = "project_instruction"
 PROFILE = "profile"
 MEMORY = "memory"
@@ -81,13 +83,9 @@ def memory_text(lines: tuple[str, ...]) -> str:
 
 
 def _already_there(messages: list[dict[str, Any]], text: str) -> bool:
+    # Parts joined with nothing between them (not text_of's line break): a client that sends one of our texts
+    # split over several parts sends pieces of that one text, which joined as they are give it back.
     return any(
-        message["role"] in ("system", "developer") and _text(message.get("content")).strip() == text
+        message["role"] in ("system", "developer") and text_of(message.get("content"), separator="").strip() == text
         for message in messages
     )
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content or [] if isinstance(part, dict))

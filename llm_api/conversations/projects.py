@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import MISSING
 
 from llm_api.db import projects
+from llm_api.db.paging import Page
 from llm_api.db.pool import Database
 from llm_api.errors import NotFound
 from llm_api.ids import new_id
@@ -35,11 +36,9 @@ class Projects:
         project = await projects.get(self._db, user_id=user_id, project_id=project_id)
         return project["instruction"] if project is not None else None
 
-    async def page(self, user_id: str, params: models.ListProjectsParams) -> tuple[list[dict], bool, int]:
-        rows, total = await projects.page(
-            self._db, user_id=user_id, after=given(params.after), order=params.order, limit=params.limit + 1
-        )
-        return rows[: params.limit], len(rows) > params.limit, total
+    async def page(self, user_id: str, params: models.ListProjectsParams) -> tuple[Page, int]:
+        """A page of the user's projects, and how many they have in all."""
+        return await projects.page(self._db, user_id=user_id, after=given(params.after), order=params.order, limit=params.limit)
 
     async def update(self, user_id: str, project_id: str, request: models.ProjectUpdateRequest) -> dict:
         changes: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from pydantic import MISSING
 
 from llm_api.conversations.items import InputItem, stored
 from llm_api.db import conversations, projects
+from llm_api.db.paging import Page
 from llm_api.db.pool import Database
 from llm_api.errors import NotFound
 from llm_api.ids import new_id
@@ -41,12 +42,12 @@ class Conversations:
             raise _missing_conversation(conversation_id)
         return conversation
 
-    async def page(self, user_id: str, params: models.ListConversationsParams) -> tuple[list[dict], bool, int]:
-        rows, total = await conversations.page(
+    async def page(self, user_id: str, params: models.ListConversationsParams) -> tuple[Page, int]:
+        """A page of the user's conversations, and how many match in all."""
+        return await conversations.page(
             self._db, user_id=user_id, project_id=given(params.project_id), referrer=given(params.referrer),
-            after=given(params.after), order=params.order, limit=params.limit + 1,
+            after=given(params.after), order=params.order, limit=params.limit,
         )
-        return rows[: params.limit], len(rows) > params.limit, total
 
     async def update(self, user_id: str, conversation_id: str, request: models.ConversationUpdateRequest) -> dict:
         changes: dict[str, Any] = {}
@@ -83,13 +84,12 @@ class Conversations:
             self._db, user_id=user_id, conversation_id=conversation_id, rows=rows, title=title,
         )
 
-    async def page_items(self, user_id: str, params: models.ListConversationItemsParams) -> tuple[list[dict], bool]:
+    async def page_items(self, user_id: str, params: models.ListConversationItemsParams) -> Page:
         await self.get(user_id, params.conversation_id)
-        rows = await conversations.page_items(
+        return await conversations.page_items(
             self._db, conversation_id=params.conversation_id, after=given(params.after), order=params.order,
-            limit=params.limit + 1,
+            limit=params.limit,
         )
-        return rows[: params.limit], len(rows) > params.limit
 
     async def get_item(self, user_id: str, conversation_id: str, item_id: str) -> dict:
         await self.get(user_id, conversation_id)

@@ -6,7 +6,7 @@ import psycopg2.errors
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from llm_api.db.paging import page_queries
+from llm_api.db.paging import Page, fetch_page, page_queries
 from llm_api.db.pool import Database, Transaction
 from llm_api.db.projects import archived_at, given, partial
 from llm_api.db.sql import Query
@@ -107,10 +107,11 @@ async def get(db: Database, *, user_id: str, conversation_id: str) -> dict | Non
 
 async def page(
     db: Database, *, user_id: str, project_id: str | None, referrer: str | None, after: str | None, order: str, limit: int
-) -> tuple[list[dict], int]:
+) -> tuple[Page, int]:
+    """A page of the user's conversations (of one project, one referrer), and how many match in all."""
     filters = {"user_id": user_id, "project_id": project_id, "referrer": referrer}
-    rows = await db.fetch_all(_PAGES[order], after=after, limit=limit, **filters)
-    return rows, (await db.fetch_one(_COUNT, **filters))["total"]
+    page = await fetch_page(db, _PAGES[order], after=after, limit=limit, **filters)
+    return page, (await db.fetch_one(_COUNT, **filters))["total"]
 
 
 async def update(db: Database, *, user_id: str, conversation_id: str, changes: dict) -> dict | None:
@@ -149,8 +150,8 @@ async def get_item(db: Database, *, conversation_id: str, item_id: str) -> dict 
     return await db.fetch_one(_GET_ITEM, conversation_id=conversation_id, id=item_id)
 
 
-async def page_items(db: Database, *, conversation_id: str, after: str | None, order: str, limit: int) -> list[dict]:
-    return await db.fetch_all(_ITEM_PAGES[order], conversation_id=conversation_id, after=after, limit=limit)
+async def page_items(db: Database, *, conversation_id: str, after: str | None, order: str, limit: int) -> Page:
+    return await fetch_page(db, _ITEM_PAGES[order], conversation_id=conversation_id, after=after, limit=limit)
 
 
 async def delete_item(db: Database, *, conversation_id: str, item_id: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2.errors
 import sqlalchemy as sa
 
-from llm_api.db.paging import page_queries
+from llm_api.db.paging import Page, fetch_page, page_queries
 from llm_api.db.pool import Database, Transaction
 from llm_api.db.sql import Query
 from llm_api.db.tables import conversations, projects
@@ -79,10 +79,11 @@ async def get(db: Database, *, user_id: str, project_id: str) -> dict | None:
     return await db.fetch_one(_GET, user_id=user_id, id=project_id)
 
 
-async def page(db: Database, *, user_id: str, after: str | None, order: str, limit: int) -> tuple[list[dict], int]:
-    rows = await db.fetch_all(_PAGES[order], user_id=user_id, after=after, limit=limit)
+async def page(db: Database, *, user_id: str, after: str | None, order: str, limit: int) -> tuple[Page, int]:
+    """A page of the user's projects, and how many they have in all."""
+    page = await fetch_page(db, _PAGES[order], user_id=user_id, after=after, limit=limit)
     total = (await db.fetch_one(_COUNT, user_id=user_id))["total"]
-    return rows, total
+    return page, total
 
 
 async def update(db: Database, *, user_id: str, project_id: str, changes: dict) -> dict | None:

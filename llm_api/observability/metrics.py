@@ -34,8 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from llm_api.errors import UpstreamError, UpstreamTimeout
-from llm_api.providers.upstream import ProviderUnavailable, refused_with
+from llm_api.errors import ApiError, ProviderUnavailable, UpstreamError, UpstreamTimeout
 
 #: The Content-Type of ``/metrics``: the Prometheus text format 0.0.4, which every scraper reads.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -129,7 +128,7 @@ class Metrics:
 def upstream_reason(error: BaseException) -> str | None:
     """The reason (one of ``UPSTREAM_REASONS``) a provider call failed with ``error``; None when the
     error is not the provider's doing (a request we refused before calling it, a contract drift of ours)."""
-    status = refused_with(error)
+    status = error.upstream_status if isinstance(error, ApiError) else None
     if status is not None:
         return "status_5xx" if status >= 500 else "status_4xx"
     if isinstance(error, UpstreamTimeout):

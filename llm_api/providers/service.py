@@ -22,7 +22,6 @@ from typing import Any, Protocol
 import aiohttp
 
 from llm_api.config import Settings
-from llm_api.conversations.items import unix
 from llm_api.crypto import Keyring, SealError
 from llm_api.db import providers as rows
 from llm_api.db.pool import Database
@@ -31,9 +30,10 @@ from llm_api.ids import new_id
 from llm_api.providers.anthropic import Anthropic
 from llm_api.providers.openai_compatible import OpenAICompatible
 from llm_api.providers.registry import Provider, Registry, Route
-from llm_api.providers.sources import ProviderConfigError, ProviderSpec, from_environment, plain, spec_of
+from llm_api.providers.sources import ProviderConfigError, ProviderSpec, configured, plain, spec_of
 from llm_api.providers.upstream import UpstreamCalls
 from llm_api.schemas import models
+from llm_api.schemas.values import unix
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Providers:
 
     async def start(self) -> None:
         """Write the configured providers, load every provider, and read the model lists due."""
-        specs = [*self._settings.file_providers, *from_environment(self._settings)]
+        specs = configured(self._settings)
         try:
             async with self._db.transaction() as tx:
                 await rows.apply_configured(tx, [{"id": new_id("prov"), **self._spec_row(spec)} for spec in specs])

@@ -10,9 +10,11 @@ The file::
         models: [jan-v1-4b]       # optional; otherwise listed from GET {base_url}/models
         aliases: {fast: jan-v1-4b}
 
-``${VAR}`` and ``${VAR:-default}`` are replaced from the environment. Each entry is checked by the
-same rules as ``POST /v1/admin/providers``; a bad entry stops start-up with one line naming it. The
-file is read once, with the rest of the configuration (``Settings.from_env``).
+``${VAR}`` and ``${VAR:-default}`` are replaced from the environment the settings were read from
+(``Settings.environment``). Each entry is checked by the same rules as ``POST /v1/admin/providers``; a
+bad entry stops start-up with one line naming it: ``llm-api`` reads the file with the rest of its
+configuration, before anything starts, and each app reads it again when its providers start
+(``configured``).
 """
 
 from __future__ import annotations
@@ -21,17 +23,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from pydantic import MISSING, ValidationError
 
+from llm_api.config import Settings
 from llm_api.contract.input_errors import invalid_input
 from llm_api.schemas import models
 from llm_api.schemas.values import given
-
-if TYPE_CHECKING:
-    from llm_api.config import Settings
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -53,6 +53,13 @@ class ProviderSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     source: str = "config_file"
     position: int = 0
+
+
+def configured(settings: Settings) -> list[ProviderSpec]:
+    """The providers the settings declare: the PROVIDERS_CONFIG_FILE's, then the environment shortcuts'.
+    Raises ProviderConfigError (one line) for an unusable file."""
+    in_file = from_file(settings.providers_config_file, settings.environment) if settings.providers_config_file else ()
+    return [*in_file, *from_environment(settings)]
 
 
 def from_file(path: Path, environ: Mapping[str, str]) -> tuple[ProviderSpec, ...]:

@@ -19,14 +19,10 @@ from typing import Any
 import aiohttp
 
 from llm_api.config import Settings
-from llm_api.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge, RateLimited, UpstreamError, UpstreamTimeout
+from llm_api.errors import (
+    ApiError, InvalidRequest, NotFound, PayloadTooLarge, ProviderUnavailable, RateLimited, UpstreamError, UpstreamTimeout,
+)
 from llm_api.providers.registry import Provider
-
-
-class ProviderUnavailable(UpstreamError):
-    """Nothing was received from the provider: worth a retry, or another provider."""
-
-    default_code = "provider_unavailable"
 
 
 class UpstreamCalls:
@@ -67,17 +63,7 @@ class UpstreamCalls:
 
 
 async def _refusal(provider: Provider, response: aiohttp.ClientResponse) -> ApiError:
-    error = await _refusal_of(provider, response)
-    error.upstream_status = response.status  # what the provider answered (metrics count refusals by it)
-    return error
-
-
-def refused_with(error: BaseException) -> int | None:
-    """The HTTP status of the provider's answer, when ``error`` is the provider refusing a call."""
-    return getattr(error, "upstream_status", None)
-
-
-async def _refusal_of(provider: Provider, response: aiohttp.ClientResponse) -> ApiError:
+    """The error for the provider's refusal, carrying its status as ``upstream_status``."""
     message = upstream_message(await response.read())
     if provider.api_key:
         # Some servers repeat the key they were sent in their refusal (LiteLLM's proxy does): it would reach
@@ -86,19 +72,20 @@ async def _refusal_of(provider: Provider, response: aiohttp.ClientResponse) -> A
     status = response.status
     said = f"Provider {provider.name} answered {status}: {message}"
     if status in (502, 503, 529):
-        return ProviderUnavailable(said)
+        return ProviderUnavailable(said, upstream_status=status)
     if status == 429:
         retry_after = response.headers.get("Retry-After") or response.headers.get("retry-after") or "1"
-        return RateLimited(said, code="upstream_rate_limited", headers={"Retry-After": retry_after})
+        return RateLimited(said, code="upstream_rate_limited", headers={"Retry-After": retry_after}, upstream_status=status)
     if status == 404:
-        return NotFound(said, code="upstream_not_found")
+        return NotFound(said, code="upstream_not_found", upstream_status=status)
     if status == 413:
-        return PayloadTooLarge(said, code="upstream_request_too_large")
+        return PayloadTooLarge(said, code="upstream_request_too_large", upstream_status=status)
     if status in (401, 403):
-        return UpstreamError(f"Provider {provider.name} refused our credentials ({status}): {message}", code="upstream_auth_failed")
+        return UpstreamError(f"Provider {provider.name} refused our credentials ({status}): {message}",
+                             code="upstream_auth_failed", upstream_status=status)
     if 400 <= status < 500:
-        return InvalidRequest(said, code="upstream_invalid_request")
-    return UpstreamError(said)
+        return InvalidRequest(said, code="upstream_invalid_request", upstream_status=status)
+    return UpstreamError(said, upstream_status=status)
 
 
 def upstream_message(body: bytes) -> str:

@@ -1,4 +1,5 @@
-"""The description of one API operation, as generated from openapi.yaml into ``operations.py``.
+"""The description of one API operation, as generated from openapi.yaml into ``operations.py``, and the
+validated input of one call of it.
 
 The app binds routes, checks credentials and validates input from these descriptors, so that no
 spec walking happens while a request is served.
@@ -49,6 +50,18 @@ class Operation:
     def handler_name(self) -> str:
         """The snake_case name of the handler function: ``createChatCompletion`` -> ``create_chat_completion``."""
         return snake_case(self.operation_id)
+
+
+@dataclass(frozen=True, slots=True)
+class OperationInput:
+    """What a handler works from: the validated parameters and body (None when the operation has none).
+
+    Built by ``server.validation``; here, beside ``Operation``, so that ``app_keys`` can name its type
+    without importing the middleware that imports it.
+    """
+
+    params: BaseModel | None
+    body: BaseModel | None
 
 
 def snake_case(camel: str) -> str:

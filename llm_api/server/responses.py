@@ -25,8 +25,3 @@ def json_response(
 def error_response(error: ApiError) -> web.Response:
     """The OpenAI error envelope for an ApiError, with its status and headers."""
     return json_response(error.envelope(), status=error.status, headers=error.headers)
-
-
-def page_ends(rows: list[dict]) -> dict[str, str]:
-    """first_id and last_id of a page; empty strings on an empty page (the OpenAI SDK refuses null there)."""
-    return {"first_id": rows[0]["id"] if rows else "", "last_id": rows[-1]["id"] if rows else ""}

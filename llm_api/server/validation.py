@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
 from typing import TypeVar
 
 from aiohttp import web
@@ -20,7 +19,7 @@ from llm_api.app_keys import OPERATION_INPUT, STRICT_CONTRACT
 from llm_api.contract.input_errors import integral_floats, invalid_input, with_integral_floats_as_ints
 from llm_api.contract.parameters import cast
 from llm_api.errors import InvalidRequest
-from llm_api.schemas.operation import Operation
+from llm_api.schemas.operation import Operation, OperationInput
 from llm_api.server.operations import operation_of, request_view
 
 _JSON_TYPES = ("application/json",)
@@ -28,14 +27,6 @@ _JSON_TYPES = ("application/json",)
 # was stored as Infinity, which PostgreSQL's jsonb refuses (a 500). Seeing one only triggers the full check.
 _HUGE_NUMBER = re.compile(rb"[eE][+-]?[0-9]{3}|[0-9]{309}")
 T = TypeVar("T", bound=BaseModel)
-
-
-@dataclass(frozen=True, slots=True)
-class OperationInput:
-    """What a handler works from: the validated parameters and body (None when the operation has none)."""
-
-    params: BaseModel | None
-    body: BaseModel | None
 
 
 @web.middleware

@@ -1,7 +1,7 @@
 """Providers and the models they serve, over real HTTP against fake upstreams.
 
 Providers come from three sources: the PROVIDERS_CONFIG_FILE (``${VAR:-default}`` expanded from the
-settings' own mapping; a bad file is a one-line settings error), environment shortcuts (VLLM_BASE_URL,
+environment the settings were read from; a bad file is a one-line configuration error), environment shortcuts (VLLM_BASE_URL,
 OPENAI_API_KEY...), and the admin API, which lists all of them, creates, changes and deletes its own, and
 may only (de)activate or annotate the configured ones. API keys are sealed at rest, never shown (only their
 last four characters) and sent upstream as a bearer token. The model endpoints show what the active
@@ -20,7 +20,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from llm_api.app_keys import SETTINGS
-from llm_api.config import Settings, SettingsError
+from llm_api.config import Settings
+from llm_api.providers import sources
 from tests.api.callers import Caller
 from tests.chat.conftest import sdk
 from tests.fakes.loopback import running
@@ -351,12 +352,13 @@ def provider_models(provider: dict) -> list[str]:
     return [f"{provider['vendor']}/{model}" for model in provider["models"]]
 
 
-def settings_error(tmp_path: Path, text: str | None, **env: str) -> str:
+def configuration_error(tmp_path: Path, text: str | None, **env: str) -> str:
     path = tmp_path / "providers.yaml"
     if text is not None:
         path.write_text(text, encoding="utf-8")
-    with pytest.raises(SettingsError) as raised:
-        Settings.from_env({"PROVIDERS_CONFIG_FILE": str(path), **env})
+    settings = Settings.from_env({"PROVIDERS_CONFIG_FILE": str(path), **env})  # the settings only name the file
+    with pytest.raises(sources.ProviderConfigError) as raised:
+        sources.configured(settings)
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith(f"PROVIDERS_CONFIG_FILE {path}: ")
@@ -371,8 +373,8 @@ def settings_error(tmp_path: Path, text: str | None, **env: str) -> str:
     ('{name: second, vendor: vllm, base_url: "http://127.0.0.1:9/v1", models: "jan-v1-4b"}', "models"),
     ('{name: second, vendor: vllm, base_url: "http://127.0.0.1:9/v1", colour: blue}', "colour"),
 ])
-def test_a_bad_entry_is_a_one_line_settings_error_naming_it(tmp_path, entry, problem):
-    message = settings_error(tmp_path, f"""
+def test_a_bad_entry_is_a_one_line_configuration_error_naming_it(tmp_path, entry, problem):
+    message = configuration_error(tmp_path, f"""
 providers:
   - {{name: first, vendor: vllm, base_url: "http://127.0.0.1:9/v1"}}
   - {entry}
@@ -382,7 +384,7 @@ providers:
 
 
 def test_a_bad_key_from_a_variable_is_named_but_not_shown(tmp_path):
-    message = settings_error(tmp_path, """
+    message = configuration_error(tmp_path, """
 providers:
   - {name: lab, vendor: vllm, base_url: "http://127.0.0.1:9/v1", api_key: "${LAB_API_KEY}"}
 """, LAB_API_KEY="sk-pasted with a space")
@@ -397,19 +399,19 @@ providers:
     ("providers:\n  - {name: twin, vendor: vllm, base_url: 'http://a/v1'}\n  - {name: twin, vendor: vllm, base_url: 'http://b/v1'}\n",
      "two providers share a name"),
 ])
-def test_an_unusable_file_is_a_one_line_settings_error(tmp_path, text, problem):
-    assert problem in settings_error(tmp_path, text)
+def test_an_unusable_file_is_a_one_line_configuration_error(tmp_path, text, problem):
+    assert problem in configuration_error(tmp_path, text)
 
 
-def test_the_file_is_read_with_the_settings(tmp_path):
+def test_the_file_sees_the_environment_of_the_settings(tmp_path):
     path = providers_file(tmp_path, """
 providers:
   - {name: lab, vendor: vllm, base_url: "${LAB_URL:-http://127.0.0.1:8001}/v1", models: [jan-v1-4b], aliases: {fast: jan-v1-4b}}
 """)
-    (spec,) = Settings.from_env({"PROVIDERS_CONFIG_FILE": path, "LAB_URL": "http://10.0.0.7:8000"}).file_providers
+    (spec,) = sources.configured(Settings.from_env({"PROVIDERS_CONFIG_FILE": path, "LAB_URL": "http://10.0.0.7:8000"}))
     assert (spec.name, spec.base_url, spec.models, spec.aliases, spec.source) == (
         "lab", "http://10.0.0.7:8000/v1", ("jan-v1-4b",), {"fast": "jan-v1-4b"}, "config_file")
-    (default,) = Settings.from_env({"PROVIDERS_CONFIG_FILE": path}).file_providers
+    (default,) = sources.configured(Settings.from_env({"PROVIDERS_CONFIG_FILE": path}))
     assert default.base_url == "http://127.0.0.1:8001/v1"
 
 
