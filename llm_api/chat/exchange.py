@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from llm_api.ids import new_id
+from llm_api.providers.messages import text_of
 
 _TITLE_LENGTH = 60
 # What PostgreSQL cannot store in text or jsonb: U+0000, and lone surrogates (not UTF-8). Requests are
@@ -24,7 +25,7 @@ def input_items(message: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows for the request's last message."""
     role = message["role"]
     if role == "tool":
-        return [_row("function_call_output", None, "completed", {"call_id": message["tool_call_id"], "output": _text(message["content"])})]
+        return [_row("function_call_output", None, "completed", {"call_id": message["tool_call_id"], "output": text_of(message["content"])})]
     rows = []
     parts = _parts(role, message.get("content"))
     if role == "assistant" and message.get("refusal"):
@@ -43,7 +44,7 @@ def answer_items(message: dict[str, Any], *, complete: bool, store_reasoning: bo
     if store_reasoning and message.get("reasoning_content"):
         parts.append({"type": "reasoning_text", "text": message["reasoning_content"]})
     if message.get("content"):
-        parts.append({"type": "output_text", "text": message["content"], "annotations": []})
+        parts.append(_text_part("assistant", message["content"]))
     if message.get("refusal"):
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     calls = message.get("tool_calls") or []
@@ -54,7 +55,7 @@ def answer_items(message: dict[str, Any], *, complete: bool, store_reasoning: bo
 
 def title_from(messages: list[dict[str, Any]]) -> str | None:
     """A conversation title from the first user message: its first line, cut at a word near 60 characters."""
-    text = next((_text(message["content"]) for message in messages if message["role"] == "user"), "")
+    text = next((text_of(message["content"]) for message in messages if message["role"] == "user"), "")
     line = " ".join(text.strip().split("\n", 1)[0].split())
     if not line:
         return None
@@ -67,7 +68,7 @@ def title_from(messages: list[dict[str, Any]]) -> str | None:
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:
     """The text of the last user message (what the memory service searches with); empty when none."""
-    return next((_text(message["content"]).strip() for message in reversed(messages) if message["role"] == "user"), "")
+    return next((text_of(message["content"]).strip() for message in reversed(messages) if message["role"] == "user"), "")
 
 
 def _storable(value: Any) -> Any:
@@ -106,22 +107,16 @@ def _part(role: str, part: dict[str, Any]) -> dict[str, Any]:
     if kind == "image_url":
         image = part["image_url"]
         return {"type": "input_image", "image_url": image["url"], "file_id": None, "detail": image.get("detail", "auto")}
-    if kind == "file":
+    if kind == "file":  # what it does not give is left out (OpenAI's input_file allows no null but file_id's)
         file = part["file"]
-        return {"type": "input_file", **{name: file.get(name) for name in ("file_id", "file_data", "filename")}, "file_url": None}
+        return {"type": "input_file", **{name: file[name] for name in ("file_id", "file_data", "filename") if file.get(name) is not None}}
     # input_audio: kept as a file, so the item stays one the Conversations API can show
     audio = part["input_audio"]
-    return {"type": "input_file", "file_id": None, "file_url": None, "filename": f"audio.{audio['format']}",
+    return {"type": "input_file", "filename": f"audio.{audio['format']}",
             "file_data": f"data:audio/{audio['format']};base64,{audio['data']}"}
 
 
 def _text_part(role: str, text: str) -> dict[str, Any]:
-    if role == "assistant":
-        return {"type": "output_text", "text": text, "annotations": []}
+    if role == "assistant":  # annotations and logprobs: OpenAI requires both
+        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
     return {"type": "input_text", "text": text}
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n".join(part["text"] for part in content or [] if part.get("type") == "text")

@@ -5,19 +5,19 @@ Accepted on input besides OpenAI's own shapes (see ``ContentPartInput`` in opena
 ``{"type": "input_text", "input_text": ...}``, nested ``{"type": "text", "text": {"text": ...}}``,
 ``{"type": "output_text", "output_text": {...}}`` and ``{"type": "image", "image": {...}}``, plain
 ``text`` parts, and a plain string as a message's content. Text becomes ``input_text`` in user,
-system and developer messages and ``output_text`` (with ``annotations``) in assistant messages.
+system and developer messages and ``output_text`` (with ``annotations`` and ``logprobs``, ``[]`` unless
+given) in assistant messages.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import MISSING, BaseModel
 
 from llm_api.ids import new_id
 from llm_api.schemas import models
-from llm_api.schemas.values import given
+from llm_api.schemas.values import given, unix
 
 InputItem = models.MessageItemInput | models.FunctionCallItemInput | models.FunctionCallOutputItemInput
 
@@ -39,22 +39,30 @@ def rendered(row: dict[str, Any]) -> BaseModel:
     """A stored item as the API returns it."""
     common = {"id": row["id"], "status": row["status"], "created_at": unix(row["created_at"])}
     if row["type"] == "message":
-        return models.MessageItem.model_validate({**common, "type": "message", "role": row["role"], **row["body"]})
+        content = [_shown(part) for part in row["body"]["content"]]
+        return models.MessageItem.model_validate({**common, "type": "message", "role": row["role"], "content": content})
     if row["type"] == "function_call":
         return models.FunctionCallItem.model_validate({**common, "type": "function_call", **row["body"]})
     return models.FunctionCallOutputItem.model_validate({**common, "type": "function_call_output", **row["body"]})
 
 
-def unix(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp())
+def _shown(part: dict[str, Any]) -> dict[str, Any]:
+    """A stored content part as OpenAI's schemas want it. Rows stored before ``output_text`` parts had
+    ``logprobs`` (which OpenAI requires) get ``[]``; an ``input_file``'s null ``file_url``, ``file_data``
+    and ``filename`` (which OpenAI does not allow to be null, and which were stored so) are left out."""
+    if part["type"] == "output_text" and "logprobs" not in part:
+        return {**part, "logprobs": []}
+    if part["type"] == "input_file":
+        return {name: value for name, value in part.items() if value is not None}
+    return part
 
 
 def _part(role: str, part: BaseModel) -> dict[str, Any]:
     match part:
         case models.InputTextPartInput(text=text) | models.JanInputTextPartInput(input_text=text):
             return {"type": "input_text", "text": text}
-        case models.OutputTextPartInput(text=text, annotations=annotations):
-            return _output_text(text, annotations)
+        case models.OutputTextPartInput(text=text, annotations=annotations, logprobs=logprobs):
+            return _output_text(text, annotations, logprobs)
         case models.JanOutputTextPartInput(output_text=value) | models.JanNestedTextPartInput(type="output_text", text=value):
             return _output_text(value.text, value.annotations)
         case models.JanNestedTextPartInput(text=value):
@@ -66,7 +74,8 @@ def _part(role: str, part: BaseModel) -> dict[str, Any]:
         case models.JanImagePartInput(image=image):
             return _image(image.url, image.file_id, image.detail)
         case models.InputFilePartInput():
-            return {"type": "input_file", **{name: given(getattr(part, name)) for name in ("file_id", "file_url", "file_data", "filename")}}
+            fields = {name: given(getattr(part, name)) for name in ("file_id", "file_url", "file_data", "filename")}
+            return {"type": "input_file", **{name: value for name, value in fields.items() if value is not None}}
         case models.RefusalPartInput(refusal=refusal):
             return {"type": "refusal", "refusal": refusal}
         case models.ReasoningTextPartInput(text=text):
@@ -78,9 +87,11 @@ def _text(role: str, text: str, annotations) -> dict[str, Any]:
     return _output_text(text, annotations) if role == "assistant" else {"type": "input_text", "text": text}
 
 
-def _output_text(text: str, annotations) -> dict[str, Any]:
+def _output_text(text: str, annotations, logprobs=MISSING) -> dict[str, Any]:
+    """An ``output_text`` part with the ``annotations`` and ``logprobs`` OpenAI requires (``[]`` when not sent)."""
     notes = [note.model_dump(mode="json") for note in given(annotations) or []]
-    return {"type": "output_text", "text": text, "annotations": notes}
+    probabilities = [logprob.model_dump(mode="json") for logprob in given(logprobs) or []]
+    return {"type": "output_text", "text": text, "annotations": notes, "logprobs": probabilities}
 
 
 def _image(url, file_id, detail) -> dict[str, Any]:

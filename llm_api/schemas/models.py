@@ -601,6 +601,12 @@ class InputTextContent(ApiModel):
     text: str
 
 
+class TopLogProb(ApiModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
 class InputImageContent(ApiModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -617,9 +623,9 @@ class InputFileContent(ApiModel):
     )
     type: Literal["input_file"]
     file_id: str | None | MISSING = MISSING
-    file_url: str | None | MISSING = MISSING
-    file_data: str | None | MISSING = MISSING
-    filename: str | None | MISSING = MISSING
+    file_url: str | MISSING = MISSING
+    file_data: str | MISSING = MISSING
+    filename: str | MISSING = MISSING
 
 
 class RefusalContent(ApiModel):
@@ -700,6 +706,10 @@ class JanInputTextPartInput(ApiModel):
     input_text: Annotated[
         str, Field(max_length=100000, min_length=1, pattern="^[^\\x00]+$")
     ]
+
+
+class TokenBytesInputItem(RootModel[int]):
+    root: Annotated[int, Field(ge=0, le=255)]
 
 
 class TextPartInput(ApiModel):
@@ -1532,25 +1542,20 @@ class ChatCompletionStreamError(ErrorResponse):
     pass
 
 
-class OutputTextContent(ApiModel):
+class LogProb(ApiModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[TopLogProb]
+
+
+class TopLogProbInput(ApiModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    type: Literal["output_text"]
-    text: str
-    annotations: list[Annotation]
-    logprobs: list[dict[str, Any]] | MISSING = MISSING
-
-
-class OutputTextPartInput(ApiModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    type: Literal["output_text"]
-    text: Annotated[str, Field(max_length=100000, min_length=1, pattern="^[^\\x00]+$")]
-    annotations: Annotated[list[AnnotationInput] | MISSING, Field(max_length=256)] = (
-        MISSING
-    )
+    token: Annotated[str, Field(max_length=1024, pattern="^[^\\x00]*$")]
+    logprob: Annotated[float, Field(le=0.0)]
+    bytes: Annotated[list[TokenBytesInputItem], Field(max_length=4096)]
 
 
 class JanTextValue(ApiModel):
@@ -1644,6 +1649,26 @@ class ChatCompletionChunkDelta(ApiModel):
     reasoning_content: str | None | MISSING = MISSING
     refusal: str | None | MISSING = MISSING
     tool_calls: list[ChatCompletionChunkToolCall] | MISSING = MISSING
+
+
+class OutputTextContent(ApiModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    type: Literal["output_text"]
+    text: str
+    annotations: list[Annotation]
+    logprobs: list[LogProb]
+
+
+class LogProbInput(ApiModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    token: Annotated[str, Field(max_length=1024, pattern="^[^\\x00]*$")]
+    logprob: Annotated[float, Field(le=0.0)]
+    bytes: Annotated[list[TokenBytesInputItem], Field(max_length=4096)]
+    top_logprobs: Annotated[list[TopLogProbInput], Field(max_length=20)]
 
 
 class JanOutputTextPartInput(ApiModel):
@@ -1787,21 +1812,22 @@ class ChatCompletionChunkChoice(ApiModel):
     logprobs: ChoiceLogprobs | None | MISSING = MISSING
 
 
-class MessageItem(ApiModel):
+class OutputTextPartInput(ApiModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    id: Annotated[str, Field(pattern="^msg_[a-z0-9]+$")]
-    type: Literal["message"]
-    status: Literal["in_progress", "completed", "incomplete"]
-    role: Literal["user", "assistant", "system", "developer"]
-    content: list[
-        Annotated[
-            InputTextContent | OutputTextContent | InputImageContent | InputFileContent | RefusalContent | ReasoningTextContent,
-            Field(discriminator="type"),
-        ]
-    ]
-    created_at: int
+    type: Literal["output_text"]
+    text: Annotated[str, Field(max_length=100000, min_length=1, pattern="^[^\\x00]+$")]
+    annotations: Annotated[list[AnnotationInput] | MISSING, Field(max_length=256)] = (
+        MISSING
+    )
+    logprobs: Annotated[
+        list[LogProbInput] | MISSING,
+        Field(
+            description="Stored as given; absent, `[]` (what an item the service returned carries).",
+            max_length=100000,
+        ),
+    ] = MISSING
 
 
 class UserSettings(ApiModel):
@@ -1842,7 +1868,12 @@ class ChatCompletion(ApiModel):
     ]
     choices: list[ChatCompletionChoice]
     usage: CompletionUsage | MISSING = MISSING
-    system_fingerprint: str | None | MISSING = MISSING
+    system_fingerprint: Annotated[
+        str | MISSING,
+        Field(
+            description="The provider's, when it sends one (a null one is left out, as OpenAI never sends null there)."
+        ),
+    ] = MISSING
     service_tier: str | None | MISSING = MISSING
     conversation: ConversationSummary | MISSING = MISSING
 
@@ -1859,6 +1890,23 @@ class ChatCompletionChunk(ApiModel):
     conversation: ConversationSummary | MISSING = MISSING
 
 
+class MessageItem(ApiModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: Annotated[str, Field(pattern="^msg_[a-z0-9]+$")]
+    type: Literal["message"]
+    status: Literal["in_progress", "completed", "incomplete"]
+    role: Literal["user", "assistant", "system", "developer"]
+    content: list[
+        Annotated[
+            InputTextContent | OutputTextContent | InputImageContent | InputFileContent | RefusalContent | ReasoningTextContent,
+            Field(discriminator="type"),
+        ]
+    ]
+    created_at: int
+
+
 class ContentPartInputList(
     RootModel[list[InputTextPartInput | JanInputTextPartInput | OutputTextPartInput | JanOutputTextPartInput | JanNestedTextPartInput | TextPartInput | InputImagePartInput | JanImagePartInput | InputFilePartInput | RefusalPartInput | ReasoningTextPartInput]]
 ):
@@ -1866,47 +1914,6 @@ class ContentPartInputList(
         list[InputTextPartInput | JanInputTextPartInput | OutputTextPartInput | JanOutputTextPartInput | JanNestedTextPartInput | TextPartInput | InputImagePartInput | JanImagePartInput | InputFilePartInput | RefusalPartInput | ReasoningTextPartInput],
         Field(max_length=100, min_length=1),
     ]
-
-
-class ConversationItemList(ApiModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    object: Literal["list"]
-    data: list[
-        Annotated[
-            MessageItem | FunctionCallItem | FunctionCallOutputItem,
-            Field(discriminator="type"),
-        ]
-    ]
-    first_id: Annotated[
-        str,
-        Field(description="Id of the first item of the page; empty on an empty page."),
-    ]
-    last_id: Annotated[
-        str,
-        Field(
-            description="Id of the last item of the page (the next `after`); empty on an empty page."
-        ),
-    ]
-    has_more: bool
-
-
-class MessageItemInput(ApiModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    type: Literal["message"] | MISSING = MISSING
-    id: Annotated[
-        str | MISSING,
-        Field(
-            description="An id of the client's choice, unique in its conversation (409 otherwise); generated when absent.",
-            pattern="^msg_[a-z0-9]{1,64}$",
-        ),
-    ] = MISSING
-    role: Literal["user", "assistant", "system", "developer"]
-    status: Literal["in_progress", "completed", "incomplete"] | MISSING = MISSING
-    content: ItemText | ContentPartInputList
 
 
 class CreateChatCompletionRequest(ApiModel):
@@ -2027,6 +2034,47 @@ class CreateChatCompletionRequest(ApiModel):
             le=10.0,
         ),
     ] = MISSING
+
+
+class ConversationItemList(ApiModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    object: Literal["list"]
+    data: list[
+        Annotated[
+            MessageItem | FunctionCallItem | FunctionCallOutputItem,
+            Field(discriminator="type"),
+        ]
+    ]
+    first_id: Annotated[
+        str,
+        Field(description="Id of the first item of the page; empty on an empty page."),
+    ]
+    last_id: Annotated[
+        str,
+        Field(
+            description="Id of the last item of the page (the next `after`); empty on an empty page."
+        ),
+    ]
+    has_more: bool
+
+
+class MessageItemInput(ApiModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    type: Literal["message"] | MISSING = MISSING
+    id: Annotated[
+        str | MISSING,
+        Field(
+            description="An id of the client's choice, unique in its conversation (409 otherwise); generated when absent.",
+            pattern="^msg_[a-z0-9]{1,64}$",
+        ),
+    ] = MISSING
+    role: Literal["user", "assistant", "system", "developer"]
+    status: Literal["in_progress", "completed", "incomplete"] | MISSING = MISSING
+    content: ItemText | ContentPartInputList
 
 
 class ConversationCreateRequest(ApiModel):

@@ -134,14 +134,14 @@ async def test_jan_variants_are_stored_in_openai_shapes(me):
     ])
     expected = [
         ("user", [{"type": "input_text", "text": "x"}]),
-        ("assistant", [{"type": "output_text", "text": "y", "annotations": []}]),
-        ("assistant", [{"type": "output_text", "text": "no annotations key", "annotations": []}]),
+        ("assistant", [{"type": "output_text", "text": "y", "annotations": [], "logprobs": []}]),
+        ("assistant", [{"type": "output_text", "text": "no annotations key", "annotations": [], "logprobs": []}]),
         ("user", [{"type": "input_image", "image_url": "jan_01hq2w3e4r5t", "file_id": None, "detail": "auto"}]),
         ("user", [{"type": "input_text", "text": "plain user"}]),
-        ("assistant", [{"type": "output_text", "text": "plain assistant", "annotations": []}]),
-        ("assistant", [{"type": "output_text", "text": "nested", "annotations": []}]),
+        ("assistant", [{"type": "output_text", "text": "plain assistant", "annotations": [], "logprobs": []}]),
+        ("assistant", [{"type": "output_text", "text": "nested", "annotations": [], "logprobs": []}]),
         ("system", [{"type": "input_text", "text": "flat system"}]),
-        ("assistant", [{"type": "output_text", "text": "flat assistant", "annotations": []}]),
+        ("assistant", [{"type": "output_text", "text": "flat assistant", "annotations": [], "logprobs": []}]),
         ("user", [{"type": "input_image", "image_url": "https://example.org/a.png", "file_id": None, "detail": "low"}]),
         ("assistant", [{"type": "refusal", "refusal": "No."}]),
     ]
@@ -163,8 +163,8 @@ async def test_annotations_are_kept_whole(me):
         {"type": "message", "role": "assistant", "content": [{"type": "text", "text": {"text": "y", "annotations": [url]}}]},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "z", "annotations": [url, file]}]},
     ])
-    expected = [[{"type": "output_text", "text": "y", "annotations": [url]}],
-                [{"type": "output_text", "text": "z", "annotations": [url, file]}]]
+    expected = [[{"type": "output_text", "text": "y", "annotations": [url], "logprobs": []}],
+                [{"type": "output_text", "text": "z", "annotations": [url, file], "logprobs": []}]]
     assert [item["content"] for item in created] == expected
     assert [item["content"] for item in (await me.items(conversation["id"], order="asc"))["data"]] == expected
 
