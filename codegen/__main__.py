@@ -37,7 +37,10 @@ def _models_source(document: dict) -> str:
         source.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
         result = subprocess.run(
             [sys.executable, "-m", "datamodel_code_generator", "--input", str(source), "--output", str(target)],
-            cwd=ROOT, capture_output=True, text=True, check=False,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise SystemExit(f"datamodel-codegen failed:\n{result.stderr}")
@@ -60,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             rel = path.relative_to(ROOT)
             sys.stdout.writelines(difflib.unified_diff(old, files[path].splitlines(keepends=True), f"a/{rel}", f"b/{rel}", n=2))
         if stale:
-            print(f"\nstale generated files: {', '.join(str(p.relative_to(ROOT)) for p in stale)}; run `python -m codegen`", file=sys.stderr)
+            print(
+                f"\nstale generated files: {', '.join(str(p.relative_to(ROOT)) for p in stale)}; run `python -m codegen`",
+                file=sys.stderr,
+            )
             return 1
         print("generated files are up to date")
         return 0

@@ -29,7 +29,9 @@ def operations_module(ops: list[OperationSpec]) -> str:
 
 
 def _fields(op: OperationSpec):
-    by_location = {loc: tuple(p.name for p in op.parameters if p.location == loc) for loc in ("path", "query", "header", "cookie")}
+    by_location = {
+        loc: tuple(p.name for p in op.parameters if p.location == loc) for loc in ("path", "query", "header", "cookie")
+    }
     arrays = sorted(p.name for p in op.parameters if p.location == "query" and p.is_array)
     typed = {p.name: p.json_type for p in op.parameters if p.json_type != "string"}
     slashes = sorted(p.name for p in op.parameters if p.location == "path" and p.allow_slashes)

@@ -144,7 +144,7 @@ def _request_body(op, operation_id) -> tuple[str | None, bool]:
     prefix = "#/components/schemas/"
     if not ref.startswith(prefix):
         raise SpecError(f"{operation_id}: the request body schema must be a $ref to a named schema")
-    return ref[len(prefix):], bool(body.get("required", False))
+    return ref[len(prefix) :], bool(body.get("required", False))
 
 
 def _resolve(spec, node):

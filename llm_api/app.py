@@ -23,13 +23,29 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-
-from llm_api import api
 from opentelemetry import trace
 
+from llm_api import api
 from llm_api.app_keys import (
-    API_KEYS, AUTHENTICATOR, BUILD_INFO, CHAT, CONVERSATIONS, DATABASE, HTTP_CLIENT, IDENTITY, INSTALLATION, METRICS,
-    PROJECTS, PROVIDERS, RATE_LIMITER, READINESS, SETTINGS, SPEC_DOCUMENT, STARTED_AT, STRICT_CONTRACT, TRACER_PROVIDER,
+    API_KEYS,
+    AUTHENTICATOR,
+    BUILD_INFO,
+    CHAT,
+    CONVERSATIONS,
+    DATABASE,
+    HTTP_CLIENT,
+    IDENTITY,
+    INSTALLATION,
+    METRICS,
+    PROJECTS,
+    PROVIDERS,
+    RATE_LIMITER,
+    READINESS,
+    SETTINGS,
+    SPEC_DOCUMENT,
+    STARTED_AT,
+    STRICT_CONTRACT,
+    TRACER_PROVIDER,
     USER_SETTINGS,
 )
 from llm_api.auth.api_keys import ApiKeys
@@ -86,7 +102,8 @@ def create_app(settings: Settings, *, tracer_provider: trace.TracerProvider | No
     middlewares += [error_middleware, authentication_middleware, rate_limit_middleware, validation_middleware]
 
     app = web.Application(
-        middlewares=middlewares, client_max_size=settings.max_request_body_bytes,
+        middlewares=middlewares,
+        client_max_size=settings.max_request_body_bytes,
         handler_args={"max_field_size": settings.max_header_bytes, "max_line_size": settings.max_header_bytes},
     )
     app[SETTINGS] = settings
@@ -165,8 +182,11 @@ async def _identity(app: web.Application) -> AsyncIterator[None]:
     app[IDENTITY] = identity
     app[API_KEYS] = ApiKeys(database, keyring, settings)
     app[AUTHENTICATOR] = Authenticator(
-        identity, app[API_KEYS], directory,
-        admin_api_key=settings.admin_api_key, gateway_secret=settings.gateway_shared_secret,
+        identity,
+        app[API_KEYS],
+        directory,
+        admin_api_key=settings.admin_api_key,
+        gateway_secret=settings.gateway_shared_secret,
     )
     if settings.rate_limit_per_minute <= 0:
         yield
@@ -185,8 +205,15 @@ async def _providers(app: web.Application) -> AsyncIterator[None]:
     await providers.start()
     app[PROVIDERS] = providers
     app[CHAT] = Chat(
-        providers, app[CONVERSATIONS], app[PROJECTS], app[USER_SETTINGS], settings, app[HTTP_CLIENT],
-        app[TRACER_PROVIDER].get_tracer("llm_api.chat"), app[METRICS], check_chunks=settings.strict_contract,
+        providers,
+        app[CONVERSATIONS],
+        app[PROJECTS],
+        app[USER_SETTINGS],
+        settings,
+        app[HTTP_CLIENT],
+        app[TRACER_PROVIDER].get_tracer("llm_api.chat"),
+        app[METRICS],
+        check_chunks=settings.strict_contract,
     )
     refresher = asyncio.create_task(providers.run())
     try:
@@ -205,13 +232,23 @@ async def _identity_provider(app: web.Application, keyring: Keyring, directory: 
         app[READINESS].add("jwks", identity.ready)
         return identity
     issuer = BuiltInIssuer(
-        app[DATABASE], keyring, issuer=settings.token_issuer, audience=settings.account,
-        access_ttl=settings.access_token_ttl, rotation_after=settings.signing_key_rotation, leeway=settings.auth_clock_skew,
+        app[DATABASE],
+        keyring,
+        issuer=settings.token_issuer,
+        audience=settings.account,
+        access_ttl=settings.access_token_ttl,
+        rotation_after=settings.signing_key_rotation,
+        leeway=settings.auth_clock_skew,
     )
     await issuer.start()
     return BuiltInIdentity(
-        app[DATABASE], keyring, issuer, directory,
-        refresh_ttl=settings.refresh_token_ttl, leeway=settings.auth_clock_skew, guest_role=settings.guest_role,
+        app[DATABASE],
+        keyring,
+        issuer,
+        directory,
+        refresh_ttl=settings.refresh_token_ttl,
+        leeway=settings.auth_clock_skew,
+        guest_role=settings.guest_role,
     )
 
 

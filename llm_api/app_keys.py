@@ -8,26 +8,25 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     import aiohttp
-
     from opentelemetry.trace import TracerProvider
 
     from llm_api.auth.api_keys import ApiKeys
     from llm_api.auth.authenticator import Authenticator, IdentityProvider
     from llm_api.auth.principal import Principal
-    from llm_api.rate_limit import RateDecision, RateLimiter
     from llm_api.build_info import BuildInfo
     from llm_api.chat.service import Chat
     from llm_api.config import Settings
+    from llm_api.contract.strict import StrictContract
     from llm_api.conversations.projects import Projects
     from llm_api.conversations.service import Conversations
-    from llm_api.contract.strict import StrictContract
     from llm_api.db.pool import Database
     from llm_api.db.service_state import Installation
     from llm_api.observability.metrics import Metrics
     from llm_api.providers.service import Providers
+    from llm_api.rate_limit import RateDecision, RateLimiter
     from llm_api.readiness import Readiness
-    from llm_api.user_settings import UserSettings
     from llm_api.schemas.operation import Operation, OperationInput
+    from llm_api.user_settings import UserSettings
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 BUILD_INFO: web.AppKey[BuildInfo] = web.AppKey("build_info")

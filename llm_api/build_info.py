@@ -38,7 +38,5 @@ def package_version() -> str:
 def _git_commit() -> str | None:
     if not (_SOURCE_ROOT / ".git").exists():
         return None
-    result = subprocess.run(
-        ["git", "-C", str(_SOURCE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run(["git", "-C", str(_SOURCE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     return result.stdout.strip() or None if result.returncode == 0 else None

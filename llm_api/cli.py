@@ -40,10 +40,15 @@ class MissingSecret(RuntimeError):
     """LLM_API_SECRET_KEY is required outside the embedded mode."""
 
 
-
 # Failures that stop start-up with a one-line message rather than a traceback.
 _STARTUP_ERRORS = (
-    EmbeddedPostgresError, DatabaseStartupError, MigrationError, RoutingError, ListenError, MissingSecret, ProviderConfigError,
+    EmbeddedPostgresError,
+    DatabaseStartupError,
+    MigrationError,
+    RoutingError,
+    ListenError,
+    MissingSecret,
+    ProviderConfigError,
 )
 _LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
@@ -139,7 +144,9 @@ def _serve(settings: Settings) -> int:
         from llm_api.app import create_app  # imported late: `llm-api migrate` does not need the web app
 
         web.run_app(
-            create_app(settings), host=settings.http_host, port=settings.http_port,
+            create_app(settings),
+            host=settings.http_host,
+            port=settings.http_port,
             access_log=None,  # our access-log middleware writes one line per request
             shutdown_timeout=settings.shutdown_grace_period,
             print=lambda _: log.info("llm-api %s listening on %s", build_info(settings).version, address),

@@ -82,9 +82,7 @@ class Settings(BaseModel):
     data_dir: Path = Field(Path(".llm-api"), alias="LLM_API_DATA_DIR")
 
     # Logging
-    log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = Field(
-        "info", alias="LOG_LEVEL"
-    )
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = Field("info", alias="LOG_LEVEL")
     log_format: Annotated[Literal["json", "text"], BeforeValidator(_lower)] = Field("text", alias="LOG_FORMAT")
 
     # The master secret: keyed hashes of API keys and refresh tokens, encryption of signing and provider

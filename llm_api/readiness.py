@@ -36,7 +36,7 @@ class Readiness:
         try:
             await asyncio.wait_for(check(), self._timeout)
             error = None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = f"no answer within {self._timeout:g} s"
         except Exception as exc:  # a readiness check reports any failure, it never raises
             error = getattr(exc, "message", None) or str(exc) or type(exc).__name__

@@ -22,12 +22,22 @@ from llm_api.schemas import models
 
 DEFAULTS: dict[str, Any] = {
     "memory_config": {
-        "enabled": True, "observe_enabled": True, "inject_user_core": True, "inject_semantic": True,
-        "inject_episodic": False, "max_user_items": 3, "max_project_items": 5, "max_episodic_items": 3,
+        "enabled": True,
+        "observe_enabled": True,
+        "inject_user_core": True,
+        "inject_semantic": True,
+        "inject_episodic": False,
+        "max_user_items": 3,
+        "max_project_items": 5,
+        "max_episodic_items": 3,
         "min_similarity": 0.75,
     },
     "profile_settings": {
-        "base_style": "Friendly", "custom_instructions": "", "nick_name": "", "occupation": "", "more_about_you": "",
+        "base_style": "Friendly",
+        "custom_instructions": "",
+        "nick_name": "",
+        "occupation": "",
+        "more_about_you": "",
     },
     "advanced_settings": {"web_search": False, "code_enabled": False},
     "enable_trace": False,

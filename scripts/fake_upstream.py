@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere in the checkout
 
-from tests.fakes.anthropic_upstream import FakeAnthropic  # noqa: E402
-from tests.fakes.openai_upstream import FakeOpenAIUpstream  # noqa: E402
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 
 async def serve(kind: str, port: int) -> None:

@@ -27,8 +27,12 @@ from typing import Any
 import yaml
 
 ROOTS = (
-    "CreateChatCompletionResponse", "CreateChatCompletionStreamResponse", "ConversationResource",
-    "DeletedConversationResource", "ConversationItemList", "ConversationItem",
+    "CreateChatCompletionResponse",
+    "CreateChatCompletionStreamResponse",
+    "ConversationResource",
+    "DeletedConversationResource",
+    "ConversationItemList",
+    "ConversationItem",
 )
 ITEM_KINDS = ("Message", "FunctionToolCallResource", "FunctionToolCallOutputResource")
 DOCUMENTATION = frozenset({"description", "title", "example", "examples", "deprecated"})
@@ -39,8 +43,10 @@ PREFIX = "#/components/schemas/"
 
 def extracted(spec: dict[str, Any], source: str, commit: str) -> dict[str, Any]:
     schemas = spec["components"]["schemas"]
-    narrowed = {**schemas, "ConversationItem": {
-        **schemas["ConversationItem"], "oneOf": [{"$ref": PREFIX + name} for name in ITEM_KINDS]}}
+    narrowed = {
+        **schemas,
+        "ConversationItem": {**schemas["ConversationItem"], "oneOf": [{"$ref": PREFIX + name} for name in ITEM_KINDS]},
+    }
     names: set[str] = set()
     pending = list(ROOTS)
     while pending:
@@ -56,8 +62,13 @@ def extracted(spec: dict[str, Any], source: str, commit: str) -> dict[str, Any]:
             "nullable: true written as anyOf [..., null], documentation keywords left out, ConversationItem "
             "narrowed to message, function_call and function_call_output. Do not edit by hand."
         ),
-        "source": {"repository": "openai/openai-openapi", "file": source, "commit": commit,
-                   "info_version": spec["info"]["version"], "roots": list(ROOTS)},
+        "source": {
+            "repository": "openai/openai-openapi",
+            "file": source,
+            "commit": commit,
+            "info_version": spec["info"]["version"],
+            "roots": list(ROOTS),
+        },
         "$defs": {name: _converted(narrowed[name]) for name in sorted(names)},
     }
 
@@ -78,9 +89,11 @@ def _converted(node: Any) -> Any:
         return [_converted(value) for value in node]
     if not isinstance(node, dict):
         return node
-    kept = {key: ({name: _converted(schema) for name, schema in value.items()} if key in NAMED else _converted(value))
-            for key, value in node.items()
-            if key not in DOCUMENTATION and not key.startswith("x-") and key != "nullable"}
+    kept = {
+        key: ({name: _converted(schema) for name, schema in value.items()} if key in NAMED else _converted(value))
+        for key, value in node.items()
+        if key not in DOCUMENTATION and not key.startswith("x-") and key != "nullable"
+    }
     if isinstance(kept.get("$ref"), str):
         kept["$ref"] = "#/$defs/" + kept["$ref"].removeprefix(PREFIX)
     if node.get("nullable") is True:

@@ -1,9 +1,9 @@
 """What scripts/schemathesis.sh needs besides schemathesis itself (see the comment at its top):
 
-    schemathesis_support.py spec SOURCE TARGET       the copy of openapi.yaml schemathesis reads
-    schemathesis_support.py chat BASE ADMIN_KEY      run 1's additions to schemathesis.toml (printed)
-    schemathesis_support.py admin BASE ADMIN_KEY UPSTREAM   run 2's additions (printed)
-    schemathesis_support.py answers LOG              the service's answers by operation and status
+schemathesis_support.py spec SOURCE TARGET       the copy of openapi.yaml schemathesis reads
+schemathesis_support.py chat BASE ADMIN_KEY      run 1's additions to schemathesis.toml (printed)
+schemathesis_support.py admin BASE ADMIN_KEY UPSTREAM   run 2's additions (printed)
+schemathesis_support.py answers LOG              the service's answers by operation and status
 """
 
 from __future__ import annotations
@@ -37,12 +37,20 @@ def spec(source: str, target: str) -> None:
         return {"$ref": f"#/components/schemas/{name}"}
 
     media["schema"] = {
-        "type": "object", "required": ["data"],
-        "properties": {"data": {"anyOf": [
-            {"const": "[DONE]"},
-            {"type": "string", "contentMediaType": "application/json",
-             "contentSchema": {"anyOf": [ref("ChatCompletionChunk"), ref("ChatCompletionStreamError")]}},
-        ]}},
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "anyOf": [
+                    {"const": "[DONE]"},
+                    {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"anyOf": [ref("ChatCompletionChunk"), ref("ChatCompletionStreamError")]},
+                    },
+                ]
+            }
+        },
     }
     Path(target).write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
@@ -58,9 +66,13 @@ def chat(base: str, admin_key: str) -> None:
     # A conversation with items, for GET/DELETE /v1/conversations/{conversation_id}/items/{item_id}: an item id
     # is only good with its own conversation, and the stateful phase does not reliably get that far.
     conversation = call(base, "POST", "/v1/conversations", {"title": "schemathesis"}, key=admin_key)["id"]
-    items = call(base, "POST", f"/v1/conversations/{conversation}/items", {"items": [
-        {"type": "message", "role": "user", "content": f"Item {n}."} for n in range(20)
-    ]}, key=admin_key)["data"]
+    items = call(
+        base,
+        "POST",
+        f"/v1/conversations/{conversation}/items",
+        {"items": [{"type": "message", "role": "user", "content": f"Item {n}."} for n in range(20)]},
+        key=admin_key,
+    )["data"]
     print(f"""
 # ---- scripts/schemathesis.sh, run 1
 [dictionaries.refresh_tokens]
@@ -102,9 +114,18 @@ parameters = {{ "body.model" = {{ dictionary = "model_ids", probability = 0.8 }}
 
 def admin(base: str, admin_key: str, upstream: str) -> None:
     providers = [
-        call(base, "POST", "/v1/admin/providers", {
-            "name": f"fuzz-{n}", "vendor": "vllm", "base_url": upstream, "models": [f"fuzz-model-{n}"],
-        }, key=admin_key)["id"]
+        call(
+            base,
+            "POST",
+            "/v1/admin/providers",
+            {
+                "name": f"fuzz-{n}",
+                "vendor": "vllm",
+                "base_url": upstream,
+                "models": [f"fuzz-model-{n}"],
+            },
+            key=admin_key,
+        )["id"]
         for n in range(5)
     ]
     print(f"""

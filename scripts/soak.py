@@ -40,19 +40,20 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
 
-import harness as h  # noqa: E402 -- the benchmarks' process, database and /proc helpers
+import harness as h
 
 MODEL = h.GATEWAY_MODEL  # the fake's model, as llm-api names it
 
 
 # --- traffic ---------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Stats:
     by_operation: Counter = field(default_factory=Counter)  # (operation, status) -> count
     by_status: Counter = field(default_factory=Counter)
-    unexpected: Counter = field(default_factory=Counter)     # (operation, status) -> count
-    examples: list[str] = field(default_factory=list)        # the first few unexpected answers, with their bodies
+    unexpected: Counter = field(default_factory=Counter)  # (operation, status) -> count
+    examples: list[str] = field(default_factory=list)  # the first few unexpected answers, with their bodies
     transport_errors: Counter = field(default_factory=Counter)
 
     @property
@@ -75,12 +76,22 @@ class Client:
         self.token = ""
         self.refresh_token = ""
         self.conversations: list[str] = []
-        self.next_login = 0.0    # time.monotonic() when this client becomes a new guest
+        self.next_login = 0.0  # time.monotonic() when this client becomes a new guest
         self.next_refresh = 0.0  # ... and when it refreshes its tokens
 
-    async def request(self, operation: str, method: str, path: str, expected: tuple[int, ...], *,
-                      body: object = None, raw: bytes | None = None, headers: dict | None = None,
-                      auth: bool = True, stream: bool = False) -> tuple[int, object]:
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        expected: tuple[int, ...],
+        *,
+        body: object = None,
+        raw: bytes | None = None,
+        headers: dict | None = None,
+        auth: bool = True,
+        stream: bool = False,
+    ) -> tuple[int, object]:
         assert self.session is not None
         sent = dict(headers or {})
         if auth and "X-API-Key" not in sent:
@@ -127,8 +138,9 @@ class Client:
         self.conversations = []
 
     async def refresh(self) -> None:
-        _, tokens = await self.request("refresh token", "POST", "/auth/refresh-token", (200,),
-                                       body={"refresh_token": self.refresh_token}, auth=False)
+        _, tokens = await self.request(
+            "refresh token", "POST", "/auth/refresh-token", (200,), body={"refresh_token": self.refresh_token}, auth=False
+        )
         self.token, self.refresh_token = tokens["access_token"], tokens["refresh_token"]
 
     async def me(self) -> None:
@@ -137,9 +149,12 @@ class Client:
     # ---- chats
     def _chat(self, stream: bool, conversation: str | None) -> dict:
         words = " ".join(self.rng.choice(["hello", "bonjour", "soak", "memory", "flat", "worker"]) for _ in range(8))
-        body: dict = {"model": MODEL, "messages": [{"role": "system", "content": "You are terse."},
-                                                   {"role": "user", "content": words}],
-                      "max_tokens": 32, "temperature": 0.2}
+        body: dict = {
+            "model": MODEL,
+            "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": words}],
+            "max_tokens": 32,
+            "temperature": 0.2,
+        }
         if stream:
             body["stream"] = True
             if self.rng.random() < 0.5:
@@ -159,8 +174,13 @@ class Client:
 
     # ---- conversations
     async def create_conversation(self) -> None:
-        _, conversation = await self.request("conversation create", "POST", "/v1/conversations", (200,),
-                                             body={"title": f"soak {self.rng.randrange(10**6)}", "metadata": {"soak": "yes"}})
+        _, conversation = await self.request(
+            "conversation create",
+            "POST",
+            "/v1/conversations",
+            (200,),
+            body={"title": f"soak {self.rng.randrange(10**6)}", "metadata": {"soak": "yes"}},
+        )
         self.conversations.append(conversation["id"])
         if len(self.conversations) > 5:  # keep a few: delete the oldest
             await self.request("conversation delete", "DELETE", f"/v1/conversations/{self.conversations.pop(0)}", (200,))
@@ -175,14 +195,22 @@ class Client:
     # ---- settings, keys, models
     async def settings(self) -> None:
         await self.request("settings get", "GET", "/v1/users/me/settings", (200,))
-        await self.request("settings patch", "PATCH", "/v1/users/me/settings", (200,), body={
-            "profile_settings": {"nick_name": f"soak{self.rng.randrange(1000)}"},
-            "memory_config": {"max_user_items": self.rng.randrange(21)},
-            "preferences": {"theme": self.rng.choice(["dark", "light"])},
-        })
+        await self.request(
+            "settings patch",
+            "PATCH",
+            "/v1/users/me/settings",
+            (200,),
+            body={
+                "profile_settings": {"nick_name": f"soak{self.rng.randrange(1000)}"},
+                "memory_config": {"max_user_items": self.rng.randrange(21)},
+                "preferences": {"theme": self.rng.choice(["dark", "light"])},
+            },
+        )
 
     async def api_key(self) -> None:
-        _, key = await self.request("api key create", "POST", "/auth/api-keys", (201,), body={"name": "soak", "expires_in_days": 1})
+        _, key = await self.request(
+            "api key create", "POST", "/auth/api-keys", (201,), body={"name": "soak", "expires_in_days": 1}
+        )
         await self.request("api key use", "GET", "/v1/models", (200,), headers={"X-API-Key": key["key"]}, auth=False)
         await self.request("api key delete", "DELETE", f"/auth/api-keys/{key['id']}", (204,))
 
@@ -195,8 +223,13 @@ class Client:
         if kind == 0:
             await self.request("4xx: chat without messages", "POST", "/v1/chat/completions", (400,), body={"model": MODEL})
         elif kind == 1:
-            await self.request("4xx: unknown model", "POST", "/v1/chat/completions", (404,),
-                               body={"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]})
+            await self.request(
+                "4xx: unknown model",
+                "POST",
+                "/v1/chat/completions",
+                (404,),
+                body={"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]},
+            )
         elif kind == 2:
             await self.request("4xx: unknown conversation", "GET", "/v1/conversations/conv_doesnotexist0", (404,))
         elif kind == 3:
@@ -243,6 +276,7 @@ class Client:
 
 # --- the run ---------------------------------------------------------------------------------------------------
 
+
 async def drive(base: str, args: argparse.Namespace, server: h.Server, workers: list[int]) -> tuple[Stats, list, list[str]]:
     stats = Stats()
     samples: list[tuple[str, float, dict[int, float | None], int]] = []  # (label, seconds, {pid: RSS MiB}, requests)
@@ -262,12 +296,17 @@ async def drive(base: str, args: argparse.Namespace, server: h.Server, workers: 
             problems.append(f"the workers changed during the run: {workers} -> {now} (one died or was replaced)")
         rss = {pid: h.memory_mb(pid)["rss_mb"] for pid in workers}
         samples.append((label, time.monotonic() - started, rss, stats.total))
-        print(f"  {label:>6}  t={samples[-1][1]:6.0f}s  requests={stats.total:7d}  "
-              + "  ".join(f"{pid}: {mib:6.1f} MiB" if mib else f"{pid}: gone" for pid, mib in rss.items()),
-              flush=True)
+        print(
+            f"  {label:>6}  t={samples[-1][1]:6.0f}s  requests={stats.total:7d}  "
+            + "  ".join(f"{pid}: {mib:6.1f} MiB" if mib else f"{pid}: gone" for pid, mib in rss.items()),
+            flush=True,
+        )
 
-    print(f"warming up for {args.warmup:.0f} s with {args.clients} clients, then {args.minutes:g} minutes measured; "
-          f"{args.logins_per_minute:g} guest logins and {args.refreshes_per_minute:g} token refreshes a minute", flush=True)
+    print(
+        f"warming up for {args.warmup:.0f} s with {args.clients} clients, then {args.minutes:g} minutes measured; "
+        f"{args.logins_per_minute:g} guest logins and {args.refreshes_per_minute:g} token refreshes a minute",
+        flush=True,
+    )
     await asyncio.sleep(max(0.0, measured_from - time.monotonic()))
     sample("start")
     minute = 1
@@ -287,8 +326,10 @@ def report(stats: Stats, samples: list, workers: list[int], args: argparse.Names
     print("\n== RSS per worker (VmRSS, MiB)")
     print(f"  {'sample':>6}  {'t (s)':>6}  {'requests':>8}  " + "  ".join(f"{'pid ' + str(pid):>12}" for pid in workers))
     for label, at, rss, total in samples:
-        print(f"  {label:>6}  {at:6.0f}  {total:8d}  "
-              + "  ".join(f"{rss[pid]:12.1f}" if rss[pid] else f"{'gone':>12}" for pid in workers))
+        print(
+            f"  {label:>6}  {at:6.0f}  {total:8d}  "
+            + "  ".join(f"{rss[pid]:12.1f}" if rss[pid] else f"{'gone':>12}" for pid in workers)
+        )
     print("\n== Growth from start to end")
     start, end = samples[0][2], samples[-1][2]
     for pid in workers:
@@ -309,8 +350,10 @@ def report(stats: Stats, samples: list, workers: list[int], args: argparse.Names
     for (operation, status), count in sorted(stats.by_operation.items()):
         print(f"  {operation:<36} {status:>4}: {count}")
     errors_5xx = sum(count for status, count in stats.by_status.items() if status >= 500)
-    print(f"\n== Errors: {errors_5xx} 5xx, {sum(stats.unexpected.values())} unexpected answers, "
-          f"{sum(stats.transport_errors.values())} transport errors")
+    print(
+        f"\n== Errors: {errors_5xx} 5xx, {sum(stats.unexpected.values())} unexpected answers, "
+        f"{sum(stats.transport_errors.values())} transport errors"
+    )
     for (operation, status), count in sorted(stats.unexpected.items()):
         print(f"  unexpected: {operation} -> {status}: {count}")
     for example in stats.examples:
@@ -327,8 +370,7 @@ def report(stats: Stats, samples: list, workers: list[int], args: argparse.Names
     for problem in problems:
         print(f"FAIL: {problem}")
     if not problems:
-        print("PASS: no 5xx, no unexpected answer, every worker's RSS within "
-              f"{args.max_growth:.0%} of its start")
+        print(f"PASS: no 5xx, no unexpected answer, every worker's RSS within {args.max_growth:.0%} of its start")
     return 1 if problems else 0
 
 
@@ -339,13 +381,18 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="llm-api serve --workers (default 2)")
     parser.add_argument("--max-growth", type=float, default=0.20, help="allowed RSS growth per worker, a fraction (default 0.20)")
-    parser.add_argument("--logins-per-minute", type=float, default=60,
-                        help="new guests a minute, all clients together (default 60)")
-    parser.add_argument("--refreshes-per-minute", type=float, default=60,
-                        help="token refreshes a minute, all clients together (default 60)")
+    parser.add_argument(
+        "--logins-per-minute", type=float, default=60, help="new guests a minute, all clients together (default 60)"
+    )
+    parser.add_argument(
+        "--refreshes-per-minute", type=float, default=60, help="token refreshes a minute, all clients together (default 60)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the clients' choices")
-    parser.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="where to create (and drop) the scratch database")
+    parser.add_argument(
+        "--admin-dsn",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="where to create (and drop) the scratch database",
+    )
     args = parser.parse_args()
 
     port, upstream_port = h.free_port(), h.free_port()
@@ -373,6 +420,7 @@ def main() -> int:
         finally:
             for running in reversed(servers):
                 running.stop(grace=45)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -86,10 +86,16 @@ def database_dsn(make_database) -> str:
 
 def test_settings(dsn: str, **overrides: object) -> Settings:
     """Settings as the tests run the service: strict contract checks on."""
-    values = {"DB_POSTGRESQL_WRITE_DSN": dsn, "OPENAPI_STRICT_VALIDATION": True, "DB_POOL_MIN_SIZE": 1,
-              "DB_POOL_MAX_SIZE": 5, "DB_STARTUP_TIMEOUT": 5, "LLM_API_SECRET_KEY": TEST_SECRET_KEY,
-              # Most tests make many requests as one caller; the rate-limit tests turn the limit on.
-              "RATE_LIMIT_PER_MINUTE": 0}
+    values = {
+        "DB_POSTGRESQL_WRITE_DSN": dsn,
+        "OPENAPI_STRICT_VALIDATION": True,
+        "DB_POOL_MIN_SIZE": 1,
+        "DB_POOL_MAX_SIZE": 5,
+        "DB_STARTUP_TIMEOUT": 5,
+        "LLM_API_SECRET_KEY": TEST_SECRET_KEY,
+        # Most tests make many requests as one caller; the rate-limit tests turn the limit on.
+        "RATE_LIMIT_PER_MINUTE": 0,
+    }
     values.update(overrides)
     return Settings.from_env(values)
 

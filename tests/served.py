@@ -19,8 +19,21 @@ import pytest
 from tests.conftest import TEST_SECRET_KEY, free_port
 
 # Settings the developer's shell may hold: none of them may reach the process unless a test sets it.
-_INHERITED_SETTINGS = ("DB_POSTGRESQL", "PG", "LOG_", "LLM_API_", "ADMIN_", "GATEWAY_", "VLLM_", "OPENAI_",
-                       "ANTHROPIC_", "OLLAMA_", "MEMORY_", "MEDIA_", "WORKERS")
+_INHERITED_SETTINGS = (
+    "DB_POSTGRESQL",
+    "PG",
+    "LOG_",
+    "LLM_API_",
+    "ADMIN_",
+    "GATEWAY_",
+    "VLLM_",
+    "OPENAI_",
+    "ANTHROPIC_",
+    "OLLAMA_",
+    "MEMORY_",
+    "MEDIA_",
+    "WORKERS",
+)
 
 
 class Service:
@@ -47,12 +60,22 @@ async def serving(dsn: str, *args: str, **env: str) -> AsyncIterator[Service]:
     environment = {name: value for name, value in os.environ.items() if not name.startswith(_INHERITED_SETTINGS)}
     # A short grace period: a test that stops the service has no request left that deserves 30 s; and
     # PYTHONFAULTHANDLER, so that a process that still does not stop says where it hangs (SIGABRT below).
-    environment.update(DB_POSTGRESQL_WRITE_DSN=dsn, LLM_API_SECRET_KEY=TEST_SECRET_KEY, LOG_FORMAT="json",
-                       SHUTDOWN_GRACE_PERIOD="5s", PYTHONFAULTHANDLER="1")
+    environment.update(
+        DB_POSTGRESQL_WRITE_DSN=dsn,
+        LLM_API_SECRET_KEY=TEST_SECRET_KEY,
+        LOG_FORMAT="json",
+        SHUTDOWN_GRACE_PERIOD="5s",
+        PYTHONFAULTHANDLER="1",
+    )
     environment.update(env)
     environment.update(HTTP_PORT=str(port), HTTP_HOST="127.0.0.1")
-    process = subprocess.Popen([sys.executable, "-m", "llm_api", "serve", *args], env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llm_api", "serve", *args],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     service = Service(process, f"http://127.0.0.1:{port}")
     try:
         await healthy(service)

@@ -13,6 +13,6 @@ async def data_events(response: aiohttp.ClientResponse) -> list:
     async for line in response.content:
         text = line.decode().rstrip("\n")
         if text.startswith("data: "):
-            data = text[len("data: "):]
+            data = text[len("data: ") :]
             events.append(data if data == "[DONE]" else json.loads(data))
     return events

@@ -32,7 +32,9 @@ def data_dir() -> Iterator[Path]:
 def _serve(data_dir: Path, port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_POSTGRESQL", "PG"))}
     env.update(LLM_API_DATA_DIR=str(data_dir), HTTP_PORT=str(port), LOG_FORMAT="json")
-    return subprocess.Popen([sys.executable, "-m", "llm_api", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "llm_api", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _get(url: str) -> tuple[int, dict]:
@@ -88,15 +90,23 @@ def test_zero_setup_serve_keeps_data_across_restarts(data_dir: Path):
 def test_migrate_command_is_idempotent(make_database):
     dsn = make_database()
     env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": dsn, "LOG_FORMAT": "json"}
-    runs = [subprocess.run([sys.executable, "-m", "llm_api", "migrate"], env=env, capture_output=True, text=True, timeout=60) for _ in range(2)]
+    runs = [
+        subprocess.run([sys.executable, "-m", "llm_api", "migrate"], env=env, capture_output=True, text=True, timeout=60)
+        for _ in range(2)
+    ]
     assert [run.returncode for run in runs] == [0, 0]
     assert "applied migration 0001_initial" in runs[0].stderr
     assert "up to date" in runs[1].stderr
 
 
 def test_unreachable_database_stops_start_up_with_one_line():
-    env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": f"postgresql://nobody@127.0.0.1:{free_port()}/x", "DB_STARTUP_TIMEOUT": "1",
-           "HTTP_PORT": str(free_port()), "LLM_API_SECRET_KEY": TEST_SECRET_KEY}
+    env = {
+        **os.environ,
+        "DB_POSTGRESQL_WRITE_DSN": f"postgresql://nobody@127.0.0.1:{free_port()}/x",
+        "DB_STARTUP_TIMEOUT": "1",
+        "HTTP_PORT": str(free_port()),
+        "LLM_API_SECRET_KEY": TEST_SECRET_KEY,
+    }
     result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
@@ -110,8 +120,13 @@ def test_a_port_in_use_stops_start_up_with_one_line(database_dsn):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": database_dsn, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
-               "LLM_API_SECRET_KEY": TEST_SECRET_KEY}
+        env = {
+            **os.environ,
+            "DB_POSTGRESQL_WRITE_DSN": database_dsn,
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(port),
+            "LLM_API_SECRET_KEY": TEST_SECRET_KEY,
+        }
         result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"llm-api: cannot listen on 127.0.0.1:{port}: Address already in use"
@@ -142,8 +157,13 @@ def test_an_external_database_needs_the_master_secret(database_dsn):
 def test_a_bad_providers_file_stops_start_up_with_one_line(database_dsn, tmp_path: Path):
     providers = tmp_path / "providers.yaml"
     providers.write_text("providers:\n  - name: Local VLLM\n    vendor: vllm\n    base_url: http://127.0.0.1:8001/v1\n")
-    env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": database_dsn, "HTTP_PORT": str(free_port()),
-           "LLM_API_SECRET_KEY": TEST_SECRET_KEY, "PROVIDERS_CONFIG_FILE": str(providers)}
+    env = {
+        **os.environ,
+        "DB_POSTGRESQL_WRITE_DSN": database_dsn,
+        "HTTP_PORT": str(free_port()),
+        "LLM_API_SECRET_KEY": TEST_SECRET_KEY,
+        "PROVIDERS_CONFIG_FILE": str(providers),
+    }
     result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -156,12 +176,20 @@ def test_a_file_provider_named_like_an_admin_one_stops_start_up_with_one_line(ma
     dsn = make_database()
     env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": dsn, "HTTP_PORT": str(free_port()), "LLM_API_SECRET_KEY": TEST_SECRET_KEY}
     subprocess.run([sys.executable, "-m", "llm_api", "migrate"], env=env, check=True, capture_output=True, timeout=60)
-    query(dsn, "INSERT INTO llm_api.providers (id, name, vendor, base_url, source) "
-               "VALUES ('prov_admin1', 'local-vllm', 'vllm', 'http://127.0.0.1:9/v1', 'api')")
+    query(
+        dsn,
+        "INSERT INTO llm_api.providers (id, name, vendor, base_url, source) "
+        "VALUES ('prov_admin1', 'local-vllm', 'vllm', 'http://127.0.0.1:9/v1', 'api')",
+    )
     providers = tmp_path / "providers.yaml"
     providers.write_text("providers:\n  - {name: local-vllm, vendor: vllm, base_url: 'http://127.0.0.1:8001/v1', models: [m]}\n")
-    result = subprocess.run([sys.executable, "-m", "llm_api", "serve"], env={**env, "PROVIDERS_CONFIG_FILE": str(providers)},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_api", "serve"],
+        env={**env, "PROVIDERS_CONFIG_FILE": str(providers)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         'llm-api: Provider "local-vllm" from config_file has the name of one made through the admin API.'

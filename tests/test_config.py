@@ -25,12 +25,21 @@ def test_defaults_follow_the_seed():
 
 
 def test_environment_values_are_parsed():
-    settings = Settings.from_env({
-        "HTTP_PORT": "9000", "DB_POSTGRESQL_WRITE_DSN": "postgres://u:p@db:5432/x?sslmode=disable",
-        "LOG_LEVEL": "DEBUG", "LOG_FORMAT": "JSON", "AUTO_MIGRATE": "false", "OTEL_ENABLED": "1",
-        "MEDIA_RESOLVE_TIMEOUT": "1500ms", "KEYCLOAK_BASE_URL": "http://keycloak:8085", "ISSUER": "http://keycloak:8085/realms/jan",
-        "LLM_API_DATA_DIR": "/var/lib/llm-api", "UNRELATED": "ignored",
-    })
+    settings = Settings.from_env(
+        {
+            "HTTP_PORT": "9000",
+            "DB_POSTGRESQL_WRITE_DSN": "postgres://u:p@db:5432/x?sslmode=disable",
+            "LOG_LEVEL": "DEBUG",
+            "LOG_FORMAT": "JSON",
+            "AUTO_MIGRATE": "false",
+            "OTEL_ENABLED": "1",
+            "MEDIA_RESOLVE_TIMEOUT": "1500ms",
+            "KEYCLOAK_BASE_URL": "http://keycloak:8085",
+            "ISSUER": "http://keycloak:8085/realms/jan",
+            "LLM_API_DATA_DIR": "/var/lib/llm-api",
+            "UNRELATED": "ignored",
+        }
+    )
     assert settings.http_port == 9000
     assert settings.db_dsn.startswith("postgres://")
     assert (settings.log_level, settings.log_format) == ("debug", "json")
@@ -45,8 +54,15 @@ def test_durations_accept_go_style_and_plain_seconds(value, seconds):
 
 
 def test_blank_optional_values_mean_unset():
-    settings = Settings.from_env({"DB_POSTGRESQL_WRITE_DSN": "", "JWKS_URL": "  ", "ADMIN_API_KEY": "",
-                                  "GATEWAY_SHARED_SECRET": " ", "LLM_API_SECRET_KEY": ""})
+    settings = Settings.from_env(
+        {
+            "DB_POSTGRESQL_WRITE_DSN": "",
+            "JWKS_URL": "  ",
+            "ADMIN_API_KEY": "",
+            "GATEWAY_SHARED_SECRET": " ",
+            "LLM_API_SECRET_KEY": "",
+        }
+    )
     assert settings.db_dsn is None and settings.jwks_url is None
     assert settings.admin_api_key is None and settings.gateway_shared_secret is None and settings.secret_key is None
 
@@ -58,11 +74,20 @@ def test_a_secret_too_short_is_refused_without_echoing_it(name):
     assert str(caught.value) == f"{name}: String should have at least 32 characters"
 
 
-@pytest.mark.parametrize("name,value", [
-    ("HTTP_PORT", "eighty"), ("HTTP_PORT", "70000"), ("LOG_FORMAT", "xml"), ("LOG_LEVEL", "loud"),
-    ("MEDIA_RESOLVE_TIMEOUT", "soon"), ("MEDIA_RESOLVE_TIMEOUT", "0"), ("AUTO_MIGRATE", "perhaps"),
-    ("JWKS_URL", "ftp://x"), ("DB_POOL_MAX_SIZE", "0"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("HTTP_PORT", "eighty"),
+        ("HTTP_PORT", "70000"),
+        ("LOG_FORMAT", "xml"),
+        ("LOG_LEVEL", "loud"),
+        ("MEDIA_RESOLVE_TIMEOUT", "soon"),
+        ("MEDIA_RESOLVE_TIMEOUT", "0"),
+        ("AUTO_MIGRATE", "perhaps"),
+        ("JWKS_URL", "ftp://x"),
+        ("DB_POOL_MAX_SIZE", "0"),
+    ],
+)
 def test_an_invalid_value_is_one_line_naming_the_variable(name, value):
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({name: value})
@@ -78,8 +103,11 @@ def test_pool_bounds_are_consistent():
 
 def test_the_cli_stops_with_one_line_and_exit_code_2():
     result = subprocess.run(
-        [sys.executable, "-m", "llm_api", "serve"], env={"HTTP_PORT": "nope", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "llm_api", "serve"],
+        env={"HTTP_PORT": "nope", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
@@ -88,6 +116,6 @@ def test_the_cli_stops_with_one_line_and_exit_code_2():
 
 def test_the_readme_documents_every_setting():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    table = readme[readme.index("## Configuration"):].split("\n## ", 1)[0]
+    table = readme[readme.index("## Configuration") :].split("\n## ", 1)[0]
     undocumented = [field.alias for field in Settings.model_fields.values() if field.alias and f"`{field.alias}`" not in table]
     assert undocumented == []

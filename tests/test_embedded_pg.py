@@ -131,9 +131,7 @@ def _assert_unreachable(dsn: str) -> None:
 # --------------------------------------------------------------------------- tests
 
 
-def test_data_survives_restart_and_password_file_is_private(
-    make_pg: MakePg, data_dir: Path
-) -> None:
+def test_data_survives_restart_and_password_file_is_private(make_pg: MakePg, data_dir: Path) -> None:
     pg = make_pg()
     dsn = pg.start()
     assert _query(dsn, "SELECT current_user, current_database()") == [("llm_api", "llm_api")]
@@ -151,9 +149,7 @@ def test_data_survives_restart_and_password_file_is_private(
     assert parse_dsn(dsn2)["host"] == "127.0.0.1"
 
 
-def test_connection_without_or_with_wrong_password_is_refused(
-    make_pg: MakePg, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_connection_without_or_with_wrong_password_is_refused(make_pg: MakePg, monkeypatch: pytest.MonkeyPatch) -> None:
     dsn = make_pg().start()
     monkeypatch.delenv("PGPASSWORD", raising=False)
     params = parse_dsn(dsn)
@@ -182,9 +178,7 @@ def test_start_after_postmaster_was_sigkilled(make_pg: MakePg, data_dir: Path) -
     assert new_pid != pid and new_pid is not None and _is_alive(new_pid)
 
 
-def test_start_stops_a_server_left_running_by_a_previous_instance(
-    make_pg: MakePg, data_dir: Path, bindir: Path
-) -> None:
+def test_start_stops_a_server_left_running_by_a_previous_instance(make_pg: MakePg, data_dir: Path, bindir: Path) -> None:
     cluster = data_dir / "postgres"
     # An llm-api that dies without stopping its server (os._exit skips every clean-up).
     script = (
@@ -217,9 +211,7 @@ def test_a_second_instance_on_a_data_dir_in_use_is_refused(make_pg: MakePg, data
     assert _rows(again) == ["still served"]
 
 
-def test_server_runs_unprivileged_and_password_file_belongs_to_caller(
-    make_pg: MakePg, data_dir: Path
-) -> None:
+def test_server_runs_unprivileged_and_password_file_belongs_to_caller(make_pg: MakePg, data_dir: Path) -> None:
     make_pg().start()
     postmaster = _postmaster_pid(data_dir / "postgres")
     assert postmaster is not None
@@ -277,9 +269,7 @@ def test_data_dir_that_nobody_cannot_traverse_is_rejected(bindir: Path) -> None:
         shutil.rmtree(locked)
 
 
-def test_cluster_of_another_major_version_is_refused_and_left_alone(
-    make_pg: MakePg, data_dir: Path
-) -> None:
+def test_cluster_of_another_major_version_is_refused_and_left_alone(make_pg: MakePg, data_dir: Path) -> None:
     cluster = data_dir / "postgres"
     cluster.mkdir(parents=True)
     (cluster / "PG_VERSION").write_text("9\n")
@@ -306,9 +296,7 @@ def test_failed_start_reports_the_server_log(make_pg: MakePg, data_dir: Path) ->
     assert _postmaster_pid(data_dir / "postgres") is None
 
 
-def test_failed_initdb_leaves_nothing_behind(
-    make_pg: MakePg, data_dir: Path, scratch_dir: Path
-) -> None:
+def test_failed_initdb_leaves_nothing_behind(make_pg: MakePg, data_dir: Path, scratch_dir: Path) -> None:
     # initdb that creates some files and then fails, as on a full disk.
     fake = scratch_dir / "bin"
     fake.mkdir()

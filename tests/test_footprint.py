@@ -26,8 +26,13 @@ print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in ("
 
 
 def loaded(strict_and_traced: bool) -> list[str]:
-    result = subprocess.run([sys.executable, "-c", _PROBE, TEST_SECRET_KEY, str(strict_and_traced).lower()],
-                            capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, TEST_SECRET_KEY, str(strict_and_traced).lower()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(result.stdout)
 
 

@@ -72,7 +72,10 @@ def test_explicit_null_is_refused_where_the_spec_does_not_allow_it():
 
 
 def test_non_finite_numbers_are_refused_by_number_fields():
-    assert error_for(CreateChatCompletionRequest, '{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":NaN}').param == "temperature"
+    assert (
+        error_for(CreateChatCompletionRequest, '{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":NaN}').param
+        == "temperature"
+    )
 
 
 def test_malformed_json_names_the_body():
@@ -84,7 +87,9 @@ def test_query_parameters_are_coerced_and_checked():
     params = ListConversationItemsParams.model_validate({"conversation_id": "conv_abc", "limit": "5", "include[]": ["a.b"]})
     assert params.limit == 5 and params.order == "desc"
     assert error_for(ListConversationItemsParams, {"conversation_id": "conv_abc", "limit": "500"}, root=None).param == "limit"
-    assert error_for(ListConversationItemsParams, {"conversation_id": "conv_abc", "order": "sideways"}, root=None).param == "order"
+    assert (
+        error_for(ListConversationItemsParams, {"conversation_id": "conv_abc", "order": "sideways"}, root=None).param == "order"
+    )
     assert error_for(ListConversationItemsParams, {"conversation_id": "../etc/passwd"}, root=None).param == "conversation_id"
 
 
@@ -94,10 +99,19 @@ def test_location_formatting():
 
 
 def test_discriminator_values_in_locations_are_not_mistaken_for_fields():
-    body = json.dumps({"model": "m", "messages": [
-        {"role": "system", "content": "s"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "bad name!", "arguments": "{}"}}]},
-    ]})
+    body = json.dumps(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "s"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "bad name!", "arguments": "{}"}}],
+                },
+            ],
+        }
+    )
     assert error_for(CreateChatCompletionRequest, body).param == "messages[1].tool_calls[0].function.name"
 
 
@@ -110,8 +124,8 @@ def test_missing_nested_field():
 def test_query_text_is_cast_as_openapi_core_casts_it():
     from llm_api.contract.parameters import cast
 
-    assert cast("5", "integer") == 5 and cast(" 5", "integer") == 5   # int() semantics, as openapi-core
-    assert cast("5.0", "integer") == "5.0"                             # not an integer: stays text, then refused
+    assert cast("5", "integer") == 5 and cast(" 5", "integer") == 5  # int() semantics, as openapi-core
+    assert cast("5.0", "integer") == "5.0"  # not an integer: stays text, then refused
     assert cast(["a", "b"], "array:string") == ["a", "b"]
     assert cast("yes", "boolean") is True and cast("maybe", "boolean") == "maybe"
     params = ListConversationItemsParams.model_validate({"conversation_id": "conv_a", "limit": cast("7", "integer")}, strict=True)

@@ -31,10 +31,17 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Use cases: plain Python in, plain Python out (async iterators for streams). user_settings.py, rate_limit.py
     # and readiness.py are services of the same kind as auth/ and conversations/ (the cached settings of a user,
     # the per-principal budget, the checks /readyz runs), built by app.py and used by server/ and api/.
-    ("use cases", (
-        "llm_api.chat", "llm_api.auth", "llm_api.conversations",
-        "llm_api.user_settings", "llm_api.rate_limit", "llm_api.readiness",
-    )),
+    (
+        "use cases",
+        (
+            "llm_api.chat",
+            "llm_api.auth",
+            "llm_api.conversations",
+            "llm_api.user_settings",
+            "llm_api.rate_limit",
+            "llm_api.readiness",
+        ),
+    ),
     # Adapters to what is outside the process: providers (one adapter per wire protocol, registry, routing, upstream
     # calls), the database (pool, tables, one query module per resource, paging) and the embedded PostgreSQL.
     ("adapters", ("llm_api.providers", "llm_api.db", "llm_api.embedded_pg")),
@@ -44,10 +51,20 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # What every layer may use: the generated models and their helpers (schemas/), the spec and its checks
     # (contract/), the error hierarchy, Settings from the environment, and small leaf helpers: public ids,
     # the keyring (crypto.py), the running build (build_info.py), fast JSON (json_codec.py).
-    ("foundation", (
-        "llm_api", "llm_api.schemas", "llm_api.contract", "llm_api.errors", "llm_api.config",
-        "llm_api.ids", "llm_api.crypto", "llm_api.build_info", "llm_api.json_codec",
-    )),
+    (
+        "foundation",
+        (
+            "llm_api",
+            "llm_api.schemas",
+            "llm_api.contract",
+            "llm_api.errors",
+            "llm_api.config",
+            "llm_api.ids",
+            "llm_api.crypto",
+            "llm_api.build_info",
+            "llm_api.json_codec",
+        ),
+    ),
 )
 #: Only these layers may import aiohttp's web module or aiohttp_sse.
 WEB_LAYERS = frozenset({"web"})
@@ -55,11 +72,11 @@ WEB_LAYERS = frozenset({"web"})
 
 @dataclass(frozen=True)
 class Import:
-    source: str       # the importing module
-    target: str       # the imported module (a submodule when ``from package import submodule``)
-    where: str        # file:line
-    how: str          # the statement, for messages
-    guarded: bool     # under ``if TYPE_CHECKING:``
+    source: str  # the importing module
+    target: str  # the imported module (a submodule when ``from package import submodule``)
+    where: str  # file:line
+    how: str  # the statement, for messages
+    guarded: bool  # under ``if TYPE_CHECKING:``
 
     def describe(self) -> str:
         return f"{self.where}: {self.how}" + (" (under TYPE_CHECKING)" if self.guarded else "")
@@ -141,10 +158,17 @@ def internal_imports() -> list[Import]:
 
 
 def test_every_module_has_a_layer():
-    unplaced = [f"{modules()[module].relative_to(ROOT)}: {module} is in no layer of LAYERS (tests/test_layering.py)"
-                for module in modules() if layer_of(module) is None]
-    unknown = [f"LAYERS names {name}, which is no module of {PACKAGE}"
-               for _, names in LAYERS for name in names if not any(m == name or m.startswith(name + ".") for m in modules())]
+    unplaced = [
+        f"{modules()[module].relative_to(ROOT)}: {module} is in no layer of LAYERS (tests/test_layering.py)"
+        for module in modules()
+        if layer_of(module) is None
+    ]
+    unknown = [
+        f"LAYERS names {name}, which is no module of {PACKAGE}"
+        for _, names in LAYERS
+        for name in names
+        if not any(m == name or m.startswith(name + ".") for m in modules())
+    ]
     _report("modules and layers do not match", unplaced + unknown)
 
 
@@ -170,9 +194,12 @@ def test_no_import_circles():
             cycle = _a_cycle(graph, component)
             problems.append(
                 f"{' -> '.join([*cycle, cycle[0]])}:\n"
-                + "\n".join(f"    {graph[a][b].describe()}" for a, b in zip(cycle, [*cycle[1:], cycle[0]]))
-                + (f"\n    (the same tangle also holds {', '.join(sorted(set(component) - set(cycle)))})"
-                   if len(component) > len(cycle) else "")
+                + "\n".join(f"    {graph[a][b].describe()}" for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True))
+                + (
+                    f"\n    (the same tangle also holds {', '.join(sorted(set(component) - set(cycle)))})"
+                    if len(component) > len(cycle)
+                    else ""
+                )
             )
     _report("import circles (imports under TYPE_CHECKING and inside functions count)", problems)
 
@@ -187,10 +214,16 @@ def test_only_the_web_layer_imports_aiohttp_web_or_aiohttp_sse():
         if layer_of(module) in WEB_LAYERS:
             continue
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "aiohttp"
-                    and node.attr.startswith("web")):
-                problems.append(f"{modules()[module].relative_to(ROOT)}:{node.lineno}: aiohttp.{node.attr}: "
-                                f"{module} ({layer_of(module)}) may not use aiohttp.web")
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "aiohttp"
+                and node.attr.startswith("web")
+            ):
+                problems.append(
+                    f"{modules()[module].relative_to(ROOT)}:{node.lineno}: aiohttp.{node.attr}: "
+                    f"{module} ({layer_of(module)}) may not use aiohttp.web"
+                )
     _report("aiohttp.web or aiohttp_sse below the web layer", problems)
 
 

@@ -84,8 +84,13 @@ def test_every_operation_is_served_under_both_prefixes():
     assert len(app[OPERATION_BY_ROUTE]) == 2 * len(OPERATIONS)
 
 
-@pytest.mark.parametrize("camel,snake", [
-    ("getHealth", "get_health"), ("createChatCompletion", "create_chat_completion"), ("getOpenApiDocument", "get_open_api_document"),
-])
+@pytest.mark.parametrize(
+    "camel,snake",
+    [
+        ("getHealth", "get_health"),
+        ("createChatCompletion", "create_chat_completion"),
+        ("getOpenApiDocument", "get_open_api_document"),
+    ],
+)
 def test_handler_names_are_snake_case_operation_ids(camel, snake):
     assert snake_case(camel) == snake

@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes.loopback import running
 from tests.conftest import TEST_SECRET_KEY
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.served import healthy, serving
 
@@ -42,8 +42,9 @@ async def vllm() -> FakeOpenAIUpstream:
 
 
 async def test_two_workers_serve_one_port_and_a_stream_outlives_sigterm(make_database, vllm):
-    async with serving(make_database(), "--workers", "2", VLLM_BASE_URL=f"{vllm.base_url}/v1",
-                       SHUTDOWN_GRACE_PERIOD="20s") as service:
+    async with serving(
+        make_database(), "--workers", "2", VLLM_BASE_URL=f"{vllm.base_url}/v1", SHUTDOWN_GRACE_PERIOD="20s"
+    ) as service:
         assert len(service.workers()) == 2
         vllm.reply("Bonjour, voici une longue réponse.")
         vllm.stall(after_chunks=2, seconds=2)  # the stream is under way when SIGTERM arrives
@@ -59,8 +60,9 @@ async def test_two_workers_serve_one_port_and_a_stream_outlives_sigterm(make_dat
         assert rest.rstrip().endswith("data: [DONE]")
         text = "".join(
             choice["delta"].get("content") or ""
-            for line in [first.decode(), *rest.splitlines()] if line.startswith("data: {")
-            for choice in json.loads(line[len("data: "):])["choices"]
+            for line in [first.decode(), *rest.splitlines()]
+            if line.startswith("data: {")
+            for choice in json.loads(line[len("data: ") :])["choices"]
         )
         assert text == "Bonjour, voici une longue réponse."
         assert await asyncio.to_thread(service.process.wait, 30) == 0
@@ -104,7 +106,8 @@ async def test_metrics_add_up_every_workers_samples(make_database):
 def requests_counted(exposition: str, route: str) -> float:
     return sum(
         sample.value
-        for family in text_string_to_metric_families(exposition) if family.name == "llm_api_http_requests"
+        for family in text_string_to_metric_families(exposition)
+        if family.name == "llm_api_http_requests"
         for sample in family.samples
         if sample.name == "llm_api_http_requests_total" and sample.labels["route"] == route
     )
@@ -113,11 +116,20 @@ def requests_counted(exposition: str, route: str) -> float:
 async def test_a_busy_port_is_one_line_with_workers(make_database):
     async with serving(make_database()) as first:
         port = first.base.rsplit(":", 1)[1]
-        environment = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": make_database(), "LLM_API_SECRET_KEY": TEST_SECRET_KEY,
-                       "HTTP_HOST": "127.0.0.1", "HTTP_PORT": port}
+        environment = {
+            **os.environ,
+            "DB_POSTGRESQL_WRITE_DSN": make_database(),
+            "LLM_API_SECRET_KEY": TEST_SECRET_KEY,
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": port,
+        }
         result = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "llm_api", "serve", "--workers", "2"], env=environment,
-            capture_output=True, text=True, timeout=60,
+            subprocess.run,
+            [sys.executable, "-m", "llm_api", "serve", "--workers", "2"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"llm-api: cannot listen on 127.0.0.1:{port}: Address already in use"
@@ -133,17 +145,26 @@ async def test_json_logs_carry_the_request_and_never_what_was_said(make_database
             async with session.post(f"{service.base}/v1/conversations", json={}, headers=headers) as response:
                 conversation = (await response.json())["id"]
             vllm.reply("A sentinel parrot, indeed.")
-            body = {"model": "vllm/jan-v1-4b", "conversation": conversation,
-                    "messages": [{"role": "user", "content": SECRET_WORDS}]}
-            async with session.post(f"{service.base}/v1/chat/completions", json=body,
-                                    headers={**headers, "X-Request-Id": "req-chat-1"}) as response:
+            body = {
+                "model": "vllm/jan-v1-4b",
+                "conversation": conversation,
+                "messages": [{"role": "user", "content": SECRET_WORDS}],
+            }
+            async with session.post(
+                f"{service.base}/v1/chat/completions", json=body, headers={**headers, "X-Request-Id": "req-chat-1"}
+            ) as response:
                 assert response.status == 200
                 principal = response.headers["X-Principal-Id"]
     lines = service.log_lines()
     assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     [chat] = [line for line in lines if line.get("request_id") == "req-chat-1"]
     assert (chat["route"], chat["status"], chat["principal_id"], chat["conversation_id"], chat["model"]) == (
-        "/v1/chat/completions", 200, principal, conversation, "vllm/jan-v1-4b")
+        "/v1/chat/completions",
+        200,
+        principal,
+        conversation,
+        "vllm/jan-v1-4b",
+    )
     # Every request's line has its id; nothing said, and no credential, is in any line.
     assert all(line.get("request_id") for line in lines if line["logger"] == "llm_api.access")
     everything = service.output

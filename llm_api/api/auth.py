@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiohttp import web
 from pydantic import MISSING
@@ -16,6 +16,7 @@ from llm_api.schemas.values import unix
 from llm_api.server.responses import json_response
 from llm_api.server.validation import body_of, params_of
 
+
 async def guest_login(request: web.Request) -> web.Response:
     return json_response(_token_response(await request.app[IDENTITY].guest_login()), status=201)
 
@@ -24,7 +25,7 @@ async def refresh_token(request: web.Request) -> web.Response:
     token = _refresh_token_of(request, models.RefreshTokenRequest)
     if token is None:  # a refresh without its credential, like any call without credentials
         raise Unauthorized(
-            "Send the refresh token in the body: {\"refresh_token\": \"...\"}.",
+            'Send the refresh token in the body: {"refresh_token": "..."}.',
             code="missing_refresh_token",
         )
     return json_response(_token_response(await request.app[IDENTITY].refresh(token)))
@@ -39,12 +40,21 @@ async def logout(request: web.Request) -> web.Response:
 
 async def get_current_principal(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
-    return json_response(models.Principal(
-        id=principal.user_id, object="principal", subject=principal.subject, issuer=principal.issuer,
-        username=principal.username, email=principal.email, name=principal.name,
-        auth_method=principal.auth_method, roles=list(principal.roles), is_admin=principal.is_admin,
-        is_guest=principal.is_guest,
-    ))
+    return json_response(
+        models.Principal(
+            id=principal.user_id,
+            object="principal",
+            subject=principal.subject,
+            issuer=principal.issuer,
+            username=principal.username,
+            email=principal.email,
+            name=principal.name,
+            auth_method=principal.auth_method,
+            roles=list(principal.roles),
+            is_admin=principal.is_admin,
+            is_guest=principal.is_guest,
+        )
+    )
 
 
 async def create_api_key(request: web.Request) -> web.Response:
@@ -80,16 +90,28 @@ def _refresh_token_of(request: web.Request, body_model) -> str | None:
 
 def _token_response(tokens: TokenSet) -> models.TokenResponse:
     return models.TokenResponse(
-        access_token=tokens.access_token, refresh_token=tokens.refresh_token, token_type="Bearer",
-        expires_in=tokens.expires_in, expires_at=tokens.expires_at, refresh_expires_in=tokens.refresh_expires_in,
-        user_id=tokens.user_id, username=tokens.username, principal_id=tokens.user_id,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        token_type="Bearer",
+        expires_in=tokens.expires_in,
+        expires_at=tokens.expires_at,
+        refresh_expires_in=tokens.refresh_expires_in,
+        user_id=tokens.user_id,
+        username=tokens.username,
+        principal_id=tokens.user_id,
     )
 
 
 def _api_key_fields(row: dict) -> dict:
     return {
-        "id": row["id"], "object": "api_key", "name": row["name"], "prefix": row["prefix"], "suffix": row["suffix"],
-        "status": status_of(row, datetime.now(timezone.utc)), "created_at": unix(row["created_at"]),
-        "expires_at": unix(row["expires_at"]), "last_used_at": unix(row["last_used_at"]),
+        "id": row["id"],
+        "object": "api_key",
+        "name": row["name"],
+        "prefix": row["prefix"],
+        "suffix": row["suffix"],
+        "status": status_of(row, datetime.now(UTC)),
+        "created_at": unix(row["created_at"]),
+        "expires_at": unix(row["expires_at"]),
+        "last_used_at": unix(row["last_used_at"]),
         "revoked_at": unix(row["revoked_at"]),
     }

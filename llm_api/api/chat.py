@@ -21,8 +21,9 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     bind_log_fields(model=asked.model, conversation_id=asked.conversation_id)
     prepared = await chat.prepare(principal.user_id, asked, credentials=_credentials(request, principal.user_id))
     if prepared.request.stream:
-        return await stream_response(request, chat.stream(prepared), headers=prepared.headers,
-                                     keepalive=request.app[SETTINGS].sse_keepalive_interval)
+        return await stream_response(
+            request, chat.stream(prepared), headers=prepared.headers, keepalive=request.app[SETTINGS].sse_keepalive_interval
+        )
     return json_response(await chat.complete(prepared), headers=prepared.headers)
 
 

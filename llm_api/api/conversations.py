@@ -22,10 +22,16 @@ async def create_conversation(request: web.Request) -> web.Response:
 async def list_conversations(request: web.Request) -> web.Response:
     params = params_of(request, models.ListConversationsParams)
     page, total = await request.app[CONVERSATIONS].page(request[PRINCIPAL].user_id, params)
-    return json_response(models.ConversationList(
-        object="list", data=[_conversation(row) for row in page.rows], has_more=page.has_more, total=total,
-        first_id=page.first_id, last_id=page.last_id,
-    ))
+    return json_response(
+        models.ConversationList(
+            object="list",
+            data=[_conversation(row) for row in page.rows],
+            has_more=page.has_more,
+            total=total,
+            first_id=page.first_id,
+            last_id=page.last_id,
+        )
+    )
 
 
 async def get_conversation(request: web.Request) -> web.Response:
@@ -66,20 +72,32 @@ async def get_conversation_item(request: web.Request) -> web.Response:
 
 async def delete_conversation_item(request: web.Request) -> web.Response:
     params = params_of(request, models.DeleteConversationItemParams)
-    conversation = await request.app[CONVERSATIONS].delete_item(request[PRINCIPAL].user_id, params.conversation_id, params.item_id)
+    conversation = await request.app[CONVERSATIONS].delete_item(
+        request[PRINCIPAL].user_id, params.conversation_id, params.item_id
+    )
     return json_response(_conversation(conversation))
 
 
 def _conversation(row: dict) -> models.Conversation:
     return models.Conversation(
-        id=row["id"], object="conversation", created_at=unix(row["created_at"]), updated_at=unix(row["updated_at"]),
-        metadata=row["metadata"], title=row["title"], project_id=row["project_id"], referrer=row["referrer"],
-        is_archived=row["archived_at"] is not None, archived_at=unix(row["archived_at"]),
+        id=row["id"],
+        object="conversation",
+        created_at=unix(row["created_at"]),
+        updated_at=unix(row["updated_at"]),
+        metadata=row["metadata"],
+        title=row["title"],
+        project_id=row["project_id"],
+        referrer=row["referrer"],
+        is_archived=row["archived_at"] is not None,
+        archived_at=unix(row["archived_at"]),
     )
 
 
 def _item_list(page: Page) -> models.ConversationItemList:
     return models.ConversationItemList(
-        object="list", data=[rendered(row) for row in page.rows], has_more=page.has_more,
-        first_id=page.first_id, last_id=page.last_id,
+        object="list",
+        data=[rendered(row) for row in page.rows],
+        has_more=page.has_more,
+        first_id=page.first_id,
+        last_id=page.last_id,
     )

@@ -35,11 +35,13 @@ async def get_readiness_root(request: web.Request) -> web.Response:
 
 async def get_version(request: web.Request) -> web.Response:
     build, installation = request.app[BUILD_INFO], request.app[INSTALLATION]
-    return json_response(VersionInfo(
-        version=build.version,
-        commit=build.commit,
-        build_time=build.build_time,
-        installation_id=installation.installation_id,
-        started_at=request.app[STARTED_AT],
-        schema_version=installation.schema_version,
-    ))
+    return json_response(
+        VersionInfo(
+            version=build.version,
+            commit=build.commit,
+            build_time=build.build_time,
+            installation_id=installation.installation_id,
+            started_at=request.app[STARTED_AT],
+            schema_version=installation.schema_version,
+        )
+    )

@@ -19,10 +19,16 @@ async def create_project(request: web.Request) -> web.Response:
 async def list_projects(request: web.Request) -> web.Response:
     params = params_of(request, models.ListProjectsParams)
     page, total = await request.app[PROJECTS].page(request[PRINCIPAL].user_id, params)
-    return json_response(models.ProjectList(
-        object="list", data=[_project(row) for row in page.rows], has_more=page.has_more, total=total,
-        first_id=page.first_id, last_id=page.last_id,
-    ))
+    return json_response(
+        models.ProjectList(
+            object="list",
+            data=[_project(row) for row in page.rows],
+            has_more=page.has_more,
+            total=total,
+            first_id=page.first_id,
+            last_id=page.last_id,
+        )
+    )
 
 
 async def get_project(request: web.Request) -> web.Response:
@@ -44,7 +50,13 @@ async def delete_project(request: web.Request) -> web.Response:
 
 def _project(row: dict) -> models.Project:
     return models.Project(
-        id=row["id"], object="project", name=row["name"], instruction=row["instruction"], is_favorite=row["is_favorite"],
-        is_archived=row["archived_at"] is not None, archived_at=unix(row["archived_at"]),
-        created_at=unix(row["created_at"]), updated_at=unix(row["updated_at"]),
+        id=row["id"],
+        object="project",
+        name=row["name"],
+        instruction=row["instruction"],
+        is_favorite=row["is_favorite"],
+        is_archived=row["archived_at"] is not None,
+        archived_at=unix(row["archived_at"]),
+        created_at=unix(row["created_at"]),
+        updated_at=unix(row["updated_at"]),
     )

@@ -22,7 +22,11 @@ async def update_user_settings(request: web.Request) -> web.Response:
 
 
 def _settings(record: SettingsRecord) -> models.UserSettings:
-    return models.UserSettings.model_validate({
-        "object": "user.settings", **record.settings,
-        "created_at": unix(record.created_at), "updated_at": unix(record.updated_at),
-    })
+    return models.UserSettings.model_validate(
+        {
+            "object": "user.settings",
+            **record.settings,
+            "created_at": unix(record.created_at),
+            "updated_at": unix(record.updated_at),
+        }
+    )

@@ -52,8 +52,14 @@ class ApiKeys:
                     f"You already have {self._max_per_user} active API keys; revoke one first.", code="api_key_limit_reached"
                 )
             row = await api_keys.insert(
-                tx, key_id=new_id("key"), user_id=user_id, name=name.strip(), key_hash=self._hash(secret),
-                prefix=secret[:7], suffix=secret[-4:], ttl=ttl,
+                tx,
+                key_id=new_id("key"),
+                user_id=user_id,
+                name=name.strip(),
+                key_hash=self._hash(secret),
+                prefix=secret[:7],
+                suffix=secret[-4:],
+                ttl=ttl,
             )
         return row, secret
 
@@ -77,8 +83,13 @@ class ApiKeys:
             raise Unauthorized("The API key has expired.", code="invalid_api_key")
         await api_keys.touch(self._db, row["id"])
         return KeyOwner(
-            user_id=row["user_id"], issuer=row["issuer"], subject=row["subject"], username=row["username"],
-            email=row["email"], name=row["name"], is_guest=row["is_guest"],
+            user_id=row["user_id"],
+            issuer=row["issuer"],
+            subject=row["subject"],
+            username=row["username"],
+            email=row["email"],
+            name=row["name"],
+            is_guest=row["is_guest"],
         )
 
     def _hash(self, secret: str) -> bytes:

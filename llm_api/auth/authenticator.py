@@ -22,8 +22,13 @@ from llm_api.errors import Unauthorized
 GATEWAY_SECRET_HEADER = "X-Gateway-Secret"
 # The bootstrap administrator is a user of its own, so that what it creates has an owner.
 ADMIN_IDENTITY = Identity(
-    issuer="llm-api:bootstrap", subject="admin", username="admin", email=None, name="Administrator",
-    roles=("admin",), is_guest=False,
+    issuer="llm-api:bootstrap",
+    subject="admin",
+    username="admin",
+    email=None,
+    name="Administrator",
+    roles=("admin",),
+    is_guest=False,
 )
 
 
@@ -37,8 +42,13 @@ class IdentityProvider(Protocol):
 
 class Authenticator:
     def __init__(
-        self, identity: IdentityProvider, api_keys: ApiKeys, directory: UserDirectory, *,
-        admin_api_key: str | None, gateway_secret: str | None,
+        self,
+        identity: IdentityProvider,
+        api_keys: ApiKeys,
+        directory: UserDirectory,
+        *,
+        admin_api_key: str | None,
+        gateway_secret: str | None,
     ) -> None:
         self._identity = identity
         self._api_keys = api_keys
@@ -55,8 +65,14 @@ class Authenticator:
             owner = await self._api_keys.authenticate(secret)
             # Roles are not stored: admin rights come from a token's role claim or the bootstrap key.
             return Principal(
-                user_id=owner.user_id, subject=owner.subject, issuer=owner.issuer, auth_method="apikey",
-                username=owner.username, email=owner.email, name=owner.name, is_guest=owner.is_guest,
+                user_id=owner.user_id,
+                subject=owner.subject,
+                issuer=owner.issuer,
+                auth_method="apikey",
+                username=owner.username,
+                email=owner.email,
+                name=owner.name,
+                is_guest=owner.is_guest,
             )
         identity = await self._identity.verify(secret)
         return _principal(await self._directory.register(identity), identity, "jwt")
@@ -75,16 +91,21 @@ class Authenticator:
         identity = Identity(
             issuer=values["X-User-Issuer"] or default_issuer,
             subject=values["X-User-Subject"] or "",
-            username=values["X-User-Username"], email=values["X-User-Email"], name=None,
-            roles=roles, is_guest="guest" in roles,
+            username=values["X-User-Username"],
+            email=values["X-User-Email"],
+            name=None,
+            roles=roles,
+            is_guest="guest" in roles,
         )
         if not identity.subject:
             raise Unauthorized("The gateway sent no usable X-User-Subject.", code="invalid_gateway_identity")
         if len(identity.subject.encode()) > _MAX_KEY_BYTES or len(identity.issuer.encode()) > _MAX_KEY_BYTES:
             # Users are keyed by (issuer, subject) in a btree index, whose entries cannot exceed 2704 bytes:
             # a longer pair failed in PostgreSQL, answered as a 503 "database unavailable".
-            raise Unauthorized(f"The gateway sent an X-User-Subject or X-User-Issuer over {_MAX_KEY_BYTES} bytes.",
-                               code="invalid_gateway_identity")
+            raise Unauthorized(
+                f"The gateway sent an X-User-Subject or X-User-Issuer over {_MAX_KEY_BYTES} bytes.",
+                code="invalid_gateway_identity",
+            )
         method = "apikey" if headers.get("X-Auth-Method", "").lower() == "apikey" else "jwt"
         return _principal(await self._directory.register(identity), identity, method)
 
@@ -105,8 +126,13 @@ def _header_text(headers: Mapping[str, str], name: str) -> str | None:
 
 def _principal(user_id: str, identity: Identity, method: str) -> Principal:
     return Principal(
-        user_id=user_id, subject=identity.subject, issuer=identity.issuer, auth_method=method,
-        username=identity.username, email=identity.email, name=identity.name, roles=identity.roles,
+        user_id=user_id,
+        subject=identity.subject,
+        issuer=identity.issuer,
+        auth_method=method,
+        username=identity.username,
+        email=identity.email,
+        name=identity.name,
+        roles=identity.roles,
         is_guest=identity.is_guest,
     )
-

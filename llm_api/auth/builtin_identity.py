@@ -23,8 +23,15 @@ REFRESH_HASH_PURPOSE = "refresh-token"
 
 class BuiltInIdentity:
     def __init__(
-        self, db: Database, keyring: Keyring, issuer: BuiltInIssuer, directory: UserDirectory, *,
-        refresh_ttl: float, leeway: float, guest_role: str,
+        self,
+        db: Database,
+        keyring: Keyring,
+        issuer: BuiltInIssuer,
+        directory: UserDirectory,
+        *,
+        refresh_ttl: float,
+        leeway: float,
+        guest_role: str,
     ) -> None:
         self._db = db
         self._keyring = keyring
@@ -37,8 +44,13 @@ class BuiltInIdentity:
     async def guest_login(self) -> TokenSet:
         subject = str(uuid.uuid4())
         identity = Identity(
-            issuer=self._issuer.issuer, subject=subject, username=f"guest-{subject[:8]}", email=None, name=None,
-            roles=(self._guest_role,), is_guest=True,
+            issuer=self._issuer.issuer,
+            subject=subject,
+            username=f"guest-{subject[:8]}",
+            email=None,
+            name=None,
+            roles=(self._guest_role,),
+            is_guest=True,
         )
         user_id = await self._directory.register(identity)
         refresh_token = await self._new_refresh_token(user_id, family=new_id("fam"))
@@ -51,15 +63,23 @@ class BuiltInIdentity:
             if spent is not None:
                 new_token = _new_secret()
                 await refresh_tokens.insert(
-                    tx, token_hash=self._hash(new_token), family=spent["family"], user_id=spent["user_id"],
+                    tx,
+                    token_hash=self._hash(new_token),
+                    family=spent["family"],
+                    user_id=spent["user_id"],
                     ttl=self._refresh_ttl,
                 )
         if spent is None:
             await self._refuse(token_hash)
         user = await users.get_user(self._db, spent["user_id"])
         identity = Identity(
-            issuer=user["issuer"], subject=user["subject"], username=user["username"], email=user["email"],
-            name=user["name"], roles=(self._guest_role,) if user["is_guest"] else (), is_guest=user["is_guest"],
+            issuer=user["issuer"],
+            subject=user["subject"],
+            username=user["username"],
+            email=user["email"],
+            name=user["name"],
+            roles=(self._guest_role,) if user["is_guest"] else (),
+            is_guest=user["is_guest"],
         )
         return await self._token_set(user["id"], identity, new_token)
 
@@ -87,20 +107,27 @@ class BuiltInIdentity:
 
     async def _new_refresh_token(self, user_id: str, *, family: str) -> str:
         token = _new_secret()
-        await refresh_tokens.insert(
-            self._db, token_hash=self._hash(token), family=family, user_id=user_id, ttl=self._refresh_ttl
-        )
+        await refresh_tokens.insert(self._db, token_hash=self._hash(token), family=family, user_id=user_id, ttl=self._refresh_ttl)
         return token
 
     async def _token_set(self, user_id: str, identity: Identity, refresh_token: str) -> TokenSet:
-        access_token = await self._issuer.sign({
-            "sub": identity.subject, "typ": "Bearer", "preferred_username": identity.username,
-            "realm_access": {"roles": list(identity.roles)}, "guest": "true" if identity.is_guest else "false",
-        })
+        access_token = await self._issuer.sign(
+            {
+                "sub": identity.subject,
+                "typ": "Bearer",
+                "preferred_username": identity.username,
+                "realm_access": {"roles": list(identity.roles)},
+                "guest": "true" if identity.is_guest else "false",
+            }
+        )
         ttl = int(self._issuer.access_ttl)
         return TokenSet(
-            access_token=access_token, refresh_token=refresh_token, expires_in=ttl, expires_at=int(time.time()) + ttl,
-            refresh_expires_in=int(self._refresh_ttl.total_seconds()), user_id=user_id,
+            access_token=access_token,
+            refresh_token=refresh_token,
+            expires_in=ttl,
+            expires_at=int(time.time()) + ttl,
+            refresh_expires_in=int(self._refresh_ttl.total_seconds()),
+            user_id=user_id,
             username=identity.username or identity.subject,
         )
 

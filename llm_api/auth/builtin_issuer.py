@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -44,8 +44,15 @@ class _Key:
 
 class BuiltInIssuer:
     def __init__(
-        self, db: Database, keyring: Keyring, *, issuer: str, audience: str, access_ttl: float,
-        rotation_after: float, leeway: float,
+        self,
+        db: Database,
+        keyring: Keyring,
+        *,
+        issuer: str,
+        audience: str,
+        access_ttl: float,
+        rotation_after: float,
+        leeway: float,
     ) -> None:
         self._db = db
         self._keyring = keyring
@@ -86,8 +93,12 @@ class BuiltInIssuer:
         kid, private_key = self._signing
         now = int(time.time())
         payload = {
-            "iss": self.issuer, "aud": self.audience, "iat": now, "exp": now + int(self.access_ttl),
-            "jti": uuid.uuid4().hex, **claims,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + int(self.access_ttl),
+            "jti": uuid.uuid4().hex,
+            **claims,
         }
         return jwt.encode(payload, private_key, algorithm=ALGORITHM, headers={"kid": kid, "typ": "JWT"})
 
@@ -102,17 +113,19 @@ class BuiltInIssuer:
 
     def jwks(self) -> dict:
         now = _now()
-        return {"keys": [
-            key.public_jwk for key in self._keys.values() if key.retired_at is None or key.retired_at + self._keep > now
-        ]}
+        return {
+            "keys": [key.public_jwk for key in self._keys.values() if key.retired_at is None or key.retired_at + self._keep > now]
+        }
 
     async def _reload(self) -> None:
         rows = await signing_keys.published_keys(self._db, self._keep)
         self._keys = {
             row["kid"]: _Key(
-                kid=row["kid"], public_jwk=row["public_jwk"],
+                kid=row["kid"],
+                public_jwk=row["public_jwk"],
                 public_key=jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(row["public_jwk"])),
-                created_at=row["created_at"], retired_at=row["retired_at"],
+                created_at=row["created_at"],
+                retired_at=row["retired_at"],
             )
             for row in rows
         }
@@ -131,7 +144,9 @@ class BuiltInIssuer:
         kid = new_id("sig")
         public_jwk = {
             **jwt.algorithms.RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True),
-            "kid": kid, "use": "sig", "alg": ALGORITHM,
+            "kid": kid,
+            "use": "sig",
+            "alg": ALGORITHM,
         }
         pem = private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -140,4 +155,4 @@ class BuiltInIssuer:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -7,7 +7,6 @@ random password, then sign in as the guest with the password grant.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -43,18 +42,34 @@ class KeycloakClient:
         password = uuid.uuid4().hex + uuid.uuid4().hex
         admin = await self._admin_headers()
         users = f"{self._base}/admin/realms/{self._realm}/users"
-        created = await self._call("POST", users, headers=admin, json={
-            "username": username, "email": f"{username}@temp.jan.ai", "enabled": True, "emailVerified": False,
-            "attributes": {"guest": ["true"]},
-        }, expect=(201,))
+        created = await self._call(
+            "POST",
+            users,
+            headers=admin,
+            json={
+                "username": username,
+                "email": f"{username}@temp.jan.ai",
+                "enabled": True,
+                "emailVerified": False,
+                "attributes": {"guest": ["true"]},
+            },
+            expect=(201,),
+        )
         location = created.headers.get("Location", "")
         user_id = location.rstrip("/").rsplit("/", 1)[-1]
         if not user_id:
             raise UpstreamError("Keycloak created the guest but did not say where.", code="identity_provider_error")
-        role = await self._call("GET", f"{self._base}/admin/realms/{self._realm}/roles/{self._settings.guest_role}", headers=admin, expect=(200,))
+        role = await self._call(
+            "GET", f"{self._base}/admin/realms/{self._realm}/roles/{self._settings.guest_role}", headers=admin, expect=(200,)
+        )
         await self._call("POST", f"{users}/{user_id}/role-mappings/realm", headers=admin, json=[role.json], expect=(204,))
-        await self._call("PUT", f"{users}/{user_id}/reset-password", headers=admin,
-                         json={"type": "password", "value": password, "temporary": False}, expect=(204,))
+        await self._call(
+            "PUT",
+            f"{users}/{user_id}/reset-password",
+            headers=admin,
+            json={"type": "password", "value": password, "temporary": False},
+            expect=(204,),
+        )
         form = {"grant_type": "password", "username": username, "password": password, **self._client_form()}
         try:
             return await self._token(form)
@@ -66,7 +81,9 @@ class KeycloakClient:
         try:
             return await self._token(form)
         except _Refused as refusal:
-            raise Unauthorized(f"Keycloak refused the refresh token: {refusal.description}", code="invalid_refresh_token") from None
+            raise Unauthorized(
+                f"Keycloak refused the refresh token: {refusal.description}", code="invalid_refresh_token"
+            ) from None
 
     async def logout(self, refresh_token: str) -> None:
         """End the Keycloak session; best effort, as logging out must always succeed for the client."""
@@ -81,16 +98,25 @@ class KeycloakClient:
             settings = self._settings
             if settings.keycloak_admin and settings.keycloak_admin_password:
                 url = f"{self._base}/realms/{settings.keycloak_admin_realm}/protocol/openid-connect/token"
-                form = {"grant_type": "password", "client_id": settings.keycloak_admin_client_id,
-                        "username": settings.keycloak_admin, "password": settings.keycloak_admin_password}
+                form = {
+                    "grant_type": "password",
+                    "client_id": settings.keycloak_admin_client_id,
+                    "username": settings.keycloak_admin,
+                    "password": settings.keycloak_admin_password,
+                }
             elif settings.backend_client_id and settings.backend_client_secret:
                 url = self._token_url
-                form = {"grant_type": "client_credentials", "client_id": settings.backend_client_id,
-                        "client_secret": settings.backend_client_secret}
+                form = {
+                    "grant_type": "client_credentials",
+                    "client_id": settings.backend_client_id,
+                    "client_secret": settings.backend_client_secret,
+                }
             else:
                 raise ServiceUnavailable(
                     "Guest login needs Keycloak admin credentials (KEYCLOAK_ADMIN and KEYCLOAK_ADMIN_PASSWORD, "
-                    "or BACKEND_CLIENT_ID and BACKEND_CLIENT_SECRET).", param="keycloak", code="identity_provider_not_configured",
+                    "or BACKEND_CLIENT_ID and BACKEND_CLIENT_SECRET).",
+                    param="keycloak",
+                    code="identity_provider_not_configured",
                 )
             try:
                 tokens = await self._token(form, url=url)
@@ -116,8 +142,10 @@ class KeycloakClient:
             async with self._session.request(method, url, timeout=self._timeout, **kwargs) as response:
                 body = await response.read()
                 result = _Response(response.status, response.headers.copy(), body)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            raise UpstreamError(f"Keycloak is unreachable: {error or type(error).__name__}", code="identity_provider_error") from None
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise UpstreamError(
+                f"Keycloak is unreachable: {error or type(error).__name__}", code="identity_provider_error"
+            ) from None
         if result.status in expect:
             return result
         if result.status in (400, 401) and "/protocol/openid-connect/" in url:

@@ -19,8 +19,9 @@ class KeycloakIdentity:
         self._jwks = jwks
         self._directory = directory
         self._settings = settings
-        self._tokens = AccessTokens(jwks.key_for, issuer=settings.token_issuer, audience=settings.account,
-                                    leeway=settings.auth_clock_skew)
+        self._tokens = AccessTokens(
+            jwks.key_for, issuer=settings.token_issuer, audience=settings.account, leeway=settings.auth_clock_skew
+        )
 
     async def guest_login(self) -> TokenSet:
         return await self._session(await self._keycloak().provision_guest())
@@ -51,9 +52,12 @@ class KeycloakIdentity:
         user_id = await self._directory.register(identity)
         expires_in = int(tokens.get("expires_in", 0))
         return TokenSet(
-            access_token=tokens["access_token"], refresh_token=tokens.get("refresh_token", ""),
-            expires_in=expires_in, expires_at=int(time.time()) + expires_in,
-            refresh_expires_in=int(tokens.get("refresh_expires_in", 0)), user_id=user_id,
+            access_token=tokens["access_token"],
+            refresh_token=tokens.get("refresh_token", ""),
+            expires_in=expires_in,
+            expires_at=int(time.time()) + expires_in,
+            refresh_expires_in=int(tokens.get("refresh_expires_in", 0)),
+            user_id=user_id,
             username=identity.username or identity.subject,
         )
 
@@ -61,6 +65,7 @@ class KeycloakIdentity:
         if self._client is None:
             raise ServiceUnavailable(
                 "Guest login and refresh need KEYCLOAK_BASE_URL (only JWKS_URL is configured).",
-                param="keycloak", code="identity_provider_not_configured",
+                param="keycloak",
+                code="identity_provider_not_configured",
             )
         return self._client

@@ -50,9 +50,7 @@ def extract_credentials(headers: Mapping[str, str]) -> Credentials | None:
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not _is_token_text(token):
-            raise Unauthorized(
-                "The Authorization header must be 'Bearer <token>'.", code="invalid_authorization_header"
-            )
+            raise Unauthorized("The Authorization header must be 'Bearer <token>'.", code="invalid_authorization_header")
         return Credentials("bearer", token)
     api_key = headers.get("X-API-Key")
     if api_key is not None and api_key.strip():

@@ -24,8 +24,13 @@ class JwksUnavailable(RuntimeError):
 
 class RemoteJwks:
     def __init__(
-        self, session: aiohttp.ClientSession, url: str, *, refresh_interval: float,
-        min_refetch_interval: float = 10.0, timeout: float = 5.0,
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        *,
+        refresh_interval: float,
+        min_refetch_interval: float = 10.0,
+        timeout: float = 5.0,
     ) -> None:
         self._session = session
         self._url = url
@@ -56,7 +61,7 @@ class RemoteJwks:
                     response.raise_for_status()
                     document = await response.json(content_type=None)
                 keys = {key.key_id: key.key for key in jwt.PyJWKSet.from_dict(document).keys if key.key_id}
-            except (aiohttp.ClientError, asyncio.TimeoutError, jwt.PyJWKSetError, ValueError, TypeError) as error:
+            except (TimeoutError, aiohttp.ClientError, jwt.PyJWKSetError, ValueError, TypeError) as error:
                 raise JwksUnavailable(f"cannot load the JWKS from {self._url}: {error or type(error).__name__}") from error
             self._keys = keys
             self._fetched_at = time.monotonic()

@@ -48,8 +48,9 @@ class AccessTokens:
     Failures are not remembered: an invalid token is checked in full every time.
     """
 
-    def __init__(self, key_for: KeyLookup, *, issuer: str, audience: str, leeway: float,
-                 capacity: int = 10_000, max_age: float = 60.0) -> None:
+    def __init__(
+        self, key_for: KeyLookup, *, issuer: str, audience: str, leeway: float, capacity: int = 10_000, max_age: float = 60.0
+    ) -> None:
         self._key_for = key_for
         self._issuer = issuer
         self._audience = audience
@@ -103,7 +104,12 @@ class AccessTokens:
     def _decode(self, token: str, key: Any) -> dict:
         try:
             return jwt.decode(
-                token, key, algorithms=[ALGORITHM], issuer=self._issuer, audience=self._audience, leeway=self._leeway,
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=self._leeway,
                 options={"require": ["exp", "iat", "iss", "sub"]},
             )
         except jwt.ExpiredSignatureError:

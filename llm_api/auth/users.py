@@ -31,8 +31,14 @@ class UserDirectory:
             self._known.move_to_end(key)
             return known[0]
         user_id = await users.upsert_user(
-            self._db, new_id=new_id("usr"), issuer=identity.issuer, subject=identity.subject,
-            username=identity.username, email=identity.email, name=identity.name, is_guest=identity.is_guest,
+            self._db,
+            new_id=new_id("usr"),
+            issuer=identity.issuer,
+            subject=identity.subject,
+            username=identity.username,
+            email=identity.email,
+            name=identity.name,
+            is_guest=identity.is_guest,
         )
         self._known[key] = (user_id, identity, time.monotonic())
         self._known.move_to_end(key)

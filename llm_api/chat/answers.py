@@ -26,10 +26,15 @@ def normalized_completion(answer: dict[str, Any], public_id: str) -> dict[str, A
     choices = []
     for index, choice in enumerate(answer.get("choices") or []):
         message = {"content": None, "refusal": None, **_without_nulls(choice.get("message") or {}), "role": "assistant"}
-        choices.append({
-            **choice, "index": choice.get("index", index), "message": message, "logprobs": choice.get("logprobs"),
-            "finish_reason": finish_reason(choice.get("finish_reason")) or "stop",
-        })
+        choices.append(
+            {
+                **choice,
+                "index": choice.get("index", index),
+                "message": message,
+                "logprobs": choice.get("logprobs"),
+                "finish_reason": finish_reason(choice.get("finish_reason")) or "stop",
+            }
+        )
     answer["choices"] = choices
     if isinstance(answer.get("usage"), dict):
         answer["usage"] = _usage(answer["usage"])
@@ -39,8 +44,7 @@ def normalized_completion(answer: dict[str, Any], public_id: str) -> dict[str, A
 def _usage(usage: dict[str, Any]) -> dict[str, Any]:
     """Usage without nulls, in its details too: none of OpenAI's ``CompletionUsage`` fields is nullable, and
     vLLM sends ``"prompt_tokens_details": null`` (some servers ``{"cached_tokens": null}``)."""
-    return {name: _without_nulls(value) if isinstance(value, dict) else value
-            for name, value in _without_nulls(usage).items()}
+    return {name: _without_nulls(value) if isinstance(value, dict) else value for name, value in _without_nulls(usage).items()}
 
 
 def _without_nulls(fields: dict[str, Any], names: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -102,8 +106,11 @@ class GatheredAnswer:
 
     def message(self) -> dict[str, Any]:
         """The answer as a chat-completion message."""
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content) or None,
-                                   "refusal": "".join(self.refusal) or None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(self.content) or None,
+            "refusal": "".join(self.refusal) or None,
+        }
         if self.reasoning:
             message["reasoning_content"] = "".join(self.reasoning)
         if self.tool_calls:

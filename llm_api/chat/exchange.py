@@ -25,7 +25,14 @@ def input_items(message: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows for the request's last message."""
     role = message["role"]
     if role == "tool":
-        return [_row("function_call_output", None, "completed", {"call_id": message["tool_call_id"], "output": text_of(message["content"])})]
+        return [
+            _row(
+                "function_call_output",
+                None,
+                "completed",
+                {"call_id": message["tool_call_id"], "output": text_of(message["content"])},
+            )
+        ]
     rows = []
     parts = _parts(role, message.get("content"))
     if role == "assistant" and message.get("refusal"):
@@ -109,11 +116,17 @@ def _part(role: str, part: dict[str, Any]) -> dict[str, Any]:
         return {"type": "input_image", "image_url": image["url"], "file_id": None, "detail": image.get("detail", "auto")}
     if kind == "file":  # what it does not give is left out (OpenAI's input_file allows no null but file_id's)
         file = part["file"]
-        return {"type": "input_file", **{name: file[name] for name in ("file_id", "file_data", "filename") if file.get(name) is not None}}
+        return {
+            "type": "input_file",
+            **{name: file[name] for name in ("file_id", "file_data", "filename") if file.get(name) is not None},
+        }
     # input_audio: kept as a file, so the item stays one the Conversations API can show
     audio = part["input_audio"]
-    return {"type": "input_file", "filename": f"audio.{audio['format']}",
-            "file_data": f"data:audio/{audio['format']};base64,{audio['data']}"}
+    return {
+        "type": "input_file",
+        "filename": f"audio.{audio['format']}",
+        "file_data": f"data:audio/{audio['format']};base64,{audio['data']}",
+    }
 
 
 def _text_part(role: str, text: str) -> dict[str, Any]:

@@ -48,8 +48,9 @@ class Failover:
             try:
                 return await anext(chunks), chunks
             except StopAsyncIteration:
-                raise UpstreamError(f"Provider {route.provider.name} ended its answer before it began.",
-                                    code="incomplete_upstream_response") from None
+                raise UpstreamError(
+                    f"Provider {route.provider.name} ended its answer before it began.", code="incomplete_upstream_response"
+                ) from None
             except BaseException:
                 await chunks.aclose()
                 raise

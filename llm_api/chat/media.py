@@ -29,8 +29,10 @@ def image_urls(messages: list[dict[str, Any]]) -> list[str]:
     """Every image URL of the request, in order."""
     return [
         part["image_url"]["url"]
-        for message in messages if isinstance(message.get("content"), list)
-        for part in message["content"] if part.get("type") == "image_url"
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if part.get("type") == "image_url"
     ]
 
 
@@ -51,8 +53,10 @@ class MediaResolver:
         if not ids:
             return messages
         if not self._resolve_url:
-            raise UpstreamError("This service cannot resolve jan_ media ids: MEDIA_RESOLVE_URL is not configured.",
-                                code="media_resolution_unavailable")
+            raise UpstreamError(
+                "This service cannot resolve jan_ media ids: MEDIA_RESOLVE_URL is not configured.",
+                code="media_resolution_unavailable",
+            )
         urls = dict(zip(ids, await asyncio.gather(*(self._resolve(one, credentials) for one in ids)), strict=True))
         return [_with_urls(message, urls) for message in messages]
 
@@ -60,19 +64,22 @@ class MediaResolver:
         placeholder = f"data:image/png;{media}"
         payload = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": placeholder}}]}]}
         try:
-            async with self._session.post(self._resolve_url, json={"payload": payload}, headers=dict(credentials),
-                                          timeout=self._timeout) as response:
+            async with self._session.post(
+                self._resolve_url, json={"payload": payload}, headers=dict(credentials), timeout=self._timeout
+            ) as response:
                 if response.status in (401, 403, 404):  # unknown, or not the caller's: alike, by design
                     raise InvalidRequest(f"Unknown media id {media}.", param="messages", code="media_not_found")
                 if response.status != 200:
-                    raise UpstreamError(f"The media service answered {response.status} resolving {media}.",
-                                        code="media_service_error")
+                    raise UpstreamError(
+                        f"The media service answered {response.status} resolving {media}.", code="media_service_error"
+                    )
                 answer = await response.json(content_type=None)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamTimeout(f"The media service did not resolve {media} in time.", code="media_service_timeout") from None
         except aiohttp.ClientError as error:
-            raise UpstreamError(f"The media service cannot be reached: {str(error) or type(error).__name__}.",
-                                code="media_service_unavailable") from None
+            raise UpstreamError(
+                f"The media service cannot be reached: {str(error) or type(error).__name__}.", code="media_service_unavailable"
+            ) from None
         try:
             url = answer["payload"]["messages"][0]["content"][0]["image_url"]["url"]
         except (KeyError, IndexError, TypeError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -30,27 +30,37 @@ class MemoryService:
         self._observing: set[asyncio.Task] = set()
 
     async def recall(
-        self, config: Mapping[str, Any], *, user_id: str, project_id: str | None, conversation_id: str | None, query: str,
+        self,
+        config: Mapping[str, Any],
+        *,
+        user_id: str,
+        project_id: str | None,
+        conversation_id: str | None,
+        query: str,
     ) -> tuple[str, ...]:
         """Memory lines for this request; none when the service fails."""
         request = {
-            "user_id": user_id, "query": query,
-            "options": {name: config[name] for name in ("max_user_items", "max_project_items", "max_episodic_items", "min_similarity")},
+            "user_id": user_id,
+            "query": query,
+            "options": {
+                name: config[name] for name in ("max_user_items", "max_project_items", "max_episodic_items", "min_similarity")
+            },
             **({"project_id": project_id} if project_id else {}),
             **({"conversation_id": conversation_id} if conversation_id else {}),
         }
         try:
             answer = await self._post("/v1/memory/load", request)
             return _lines(answer, config)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, TypeError, KeyError, AttributeError) as error:
+        except (TimeoutError, aiohttp.ClientError, ValueError, TypeError, KeyError, AttributeError) as error:
             log.warning("memory load failed, answering without memory: %s", str(error) or type(error).__name__)
             return ()
 
     def observe(self, *, user_id: str, project_id: str | None, conversation_id: str, exchange: list[tuple[str, str]]) -> None:
         """Send a finished exchange ([(role, text)]) in the background."""
-        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         request = {
-            "user_id": user_id, "conversation_id": conversation_id,
+            "user_id": user_id,
+            "conversation_id": conversation_id,
             "messages": [{"role": role, "content": text, "created_at": now} for role, text in exchange],
             **({"project_id": project_id} if project_id else {}),
         }
@@ -66,7 +76,7 @@ class MemoryService:
     async def _observe(self, request: dict[str, Any]) -> None:
         try:
             await self._post("/v1/memory/observe", request)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as error:
             log.warning("memory observe failed: %s", str(error) or type(error).__name__)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
@@ -83,7 +93,8 @@ def _lines(answer: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[str, .
     if config.get("inject_semantic"):
         lines += [
             f"Project fact - {fact['title']}: {fact['text']}" if fact.get("title") else f"Project fact: {fact['text']}"
-            for fact in answer.get("semantic_memory") or [] if fact.get("text")
+            for fact in answer.get("semantic_memory") or []
+            if fact.get("text")
         ]
     if config.get("inject_episodic"):
         lines += [f"Recent event: {event['text']}" for event in answer.get("episodic_memory") or [] if event.get("text")]

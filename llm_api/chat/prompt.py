@@ -43,7 +43,9 @@ class PromptContext:
     memory: tuple[str, ...] = ()  # lines such as "User memory: likes tea"
 
 
-def assemble(messages: list[dict[str, Any]], context: PromptContext, *, skipped: frozenset[str]) -> tuple[list[dict[str, Any]], list[str]]:
+def assemble(
+    messages: list[dict[str, Any]], context: PromptContext, *, skipped: frozenset[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The messages to send, and the names of the parts added."""
     parts = [
         (PROJECT_INSTRUCTION, (context.project_instruction or "").strip()),
@@ -62,9 +64,13 @@ def profile_text(profile: Mapping[str, Any]) -> str:
     style = profile.get("base_style") or _DEFAULT_STYLE
     custom = (profile.get("custom_instructions") or "").strip()
     details = [
-        template.format(value) for template, key in (
-            ('Address the user as "{}".', "nick_name"), ("Occupation: {}", "occupation"), ("About the user: {}", "more_about_you"),
-        ) if (value := (profile.get(key) or "").strip())
+        template.format(value)
+        for template, key in (
+            ('Address the user as "{}".', "nick_name"),
+            ("Occupation: {}", "occupation"),
+            ("About the user: {}", "more_about_you"),
+        )
+        if (value := (profile.get(key) or "").strip())
     ]
     if style == _DEFAULT_STYLE and not custom and not details:
         return ""

@@ -46,8 +46,14 @@ class ChunkRelay:
 
     def conversation_chunk(self, summary: dict[str, Any]) -> dict[str, Any]:
         """The chunk that tells the client where the answer was kept (``{id, title}``)."""
-        return {"id": self.stream_id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.public_id, "choices": [], "conversation": summary}
+        return {
+            "id": self.stream_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.public_id,
+            "choices": [],
+            "conversation": summary,
+        }
 
     def _normalize(self, chunk: dict[str, Any]) -> bool:
         """Rewrites ``chunk`` for the client; False for one that carries nothing the client asked for

@@ -66,15 +66,26 @@ class PreparedChat:
 
 class Chat:
     def __init__(
-        self, providers: Providers, conversations: Conversations, projects: Projects, user_settings: UserSettings,
-        settings: Settings, session: aiohttp.ClientSession, tracer: trace.Tracer, metrics: Metrics, *, check_chunks: bool,
+        self,
+        providers: Providers,
+        conversations: Conversations,
+        projects: Projects,
+        user_settings: UserSettings,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        tracer: trace.Tracer,
+        metrics: Metrics,
+        *,
+        check_chunks: bool,
     ) -> None:
         self._providers = providers
         self._conversations = conversations
         self._projects = projects
         self._user_settings = user_settings
         self._settings = settings
-        self._memory = MemoryService(session, settings.memory_base_url, settings.memory_timeout) if settings.memory_base_url else None
+        self._memory = (
+            MemoryService(session, settings.memory_base_url, settings.memory_timeout) if settings.memory_base_url else None
+        )
         self._media = MediaResolver(session, settings.media_resolve_url, settings.media_resolve_timeout)
         self._tracer = tracer
         self._metrics = metrics
@@ -95,26 +106,31 @@ class Chat:
         memory = await self._recall(user_id, request, conversation, memory_config) if remembers else ()
         messages, applied = assemble(
             request.upstream_body["messages"],
-            PromptContext(instruction, user_settings["profile_settings"], memory), skipped=request.skipped_modules,
+            PromptContext(instruction, user_settings["profile_settings"], memory),
+            skipped=request.skipped_modules,
         )
         body = {**request.upstream_body, "messages": await self._media.resolved(messages, credentials)}
         headers = {"X-Applied-Prompt-Modules": ",".join(applied)} if applied else {}
         # Only what the caller keeps is remembered: a chat without a conversation, or with store false, is not.
-        observe = self._memory is not None and memory_config["enabled"] and memory_config["observe_enabled"] \
-            and request.store
+        observe = self._memory is not None and memory_config["enabled"] and memory_config["observe_enabled"] and request.store
         return PreparedChat(request, user_id, body, routes, conversation, observe, headers)
 
     async def close(self) -> None:
         if self._memory is not None:
             await self._memory.close()
 
-    async def _recall(self, user_id: str, request: ChatRequest, conversation: dict | None, config: Mapping[str, Any]) -> tuple[str, ...]:
+    async def _recall(
+        self, user_id: str, request: ChatRequest, conversation: dict | None, config: Mapping[str, Any]
+    ) -> tuple[str, ...]:
         query = last_user_text(request.upstream_body["messages"])
         if not query:
             return ()
         assert self._memory is not None
         return await self._memory.recall(
-            config, user_id=user_id, query=query, conversation_id=conversation["id"] if conversation else None,
+            config,
+            user_id=user_id,
+            query=query,
+            conversation_id=conversation["id"] if conversation else None,
             project_id=conversation["project_id"] if conversation else None,
         )
 
@@ -122,8 +138,9 @@ class Chat:
         with self._span(chat) as span:
             route, answer = await self._failover.complete(chat.routes, chat.body)
             answer = normalized_completion(answer, route.public_id)
-            _record_answer(span, route, answer.get("usage"),
-                           [choice.get("finish_reason") for choice in answer.get("choices") or []])
+            _record_answer(
+                span, route, answer.get("usage"), [choice.get("finish_reason") for choice in answer.get("choices") or []]
+            )
             self._metrics.count_tokens(route.public_id, route.provider.name, answer.get("usage"))
         if chat.conversation is not None:
             choices = answer["choices"]
@@ -177,8 +194,9 @@ class Chat:
             raise left
         yield end
 
-    async def _finished(self, chat: PreparedChat, route: Route, relay: ChunkRelay, span: trace.Span, *,
-                    failure: ApiError | None, complete: bool) -> StreamEnd:
+    async def _finished(
+        self, chat: PreparedChat, route: Route, relay: ChunkRelay, span: trace.Span, *, failure: ApiError | None, complete: bool
+    ) -> StreamEnd:
         """A streamed answer recorded, stored (when asked to) and observed; how its stream ends."""
         gathered = relay.gathered
         _record_answer(span, route, gathered.usage, [gathered.finish_reason])
@@ -220,8 +238,12 @@ class Chat:
         said, replied = last_user_text(chat.request.upstream_body["messages"]), answer.get("content")
         if chat.observe and said and isinstance(replied, str) and replied and self._memory is not None:
             conversation = chat.conversation or {}
-            self._memory.observe(user_id=chat.user_id, project_id=conversation.get("project_id"),
-                                 conversation_id=conversation["id"], exchange=[("user", said), ("assistant", replied)])
+            self._memory.observe(
+                user_id=chat.user_id,
+                project_id=conversation.get("project_id"),
+                conversation_id=conversation["id"],
+                exchange=[("user", said), ("assistant", replied)],
+            )
 
     def _routes(self, model: str) -> list[Route]:
         registry = self._providers.registry
@@ -231,10 +253,16 @@ class Chat:
         if not registry.providers:
             raise NotFound(_NO_PROVIDERS, param="model", code="model_not_found")
         if not registry.active:
-            raise NotFound("No model provider is active; an administrator can activate one with "
-                           "PATCH /v1/admin/providers/{id}.", param="model", code="model_not_found")
-        raise NotFound(f"The model '{model}' does not exist or no active provider serves it; GET /v1/models lists "
-                       "the models available.", param="model", code="model_not_found")
+            raise NotFound(
+                "No model provider is active; an administrator can activate one with PATCH /v1/admin/providers/{id}.",
+                param="model",
+                code="model_not_found",
+            )
+        raise NotFound(
+            f"The model '{model}' does not exist or no active provider serves it; GET /v1/models lists the models available.",
+            param="model",
+            code="model_not_found",
+        )
 
     def _capable(self, routes: list[Route], body: dict[str, Any]) -> list[Route]:
         """The routes whose provider can honour every parameter (and take images, if any); the first
@@ -246,8 +274,9 @@ class Chat:
                 if has_images and not capabilities(route.provider)["vision"]:
                     raise InvalidRequest(
                         f"The model {route.public_id} does not take images (provider {route.provider.name} does not declare "
-                        "vision; an administrator can set its metadata vision: \"true\").",
-                        param="messages", code="image_input_unsupported",
+                        'vision; an administrator can set its metadata vision: "true").',
+                        param="messages",
+                        code="image_input_unsupported",
                     )
                 self._providers.adapter(route.provider).check(route.provider, body)
             except InvalidRequest as error:
@@ -269,10 +298,15 @@ class Chat:
         return chunks
 
     def _span(self, chat: PreparedChat):
-        return self._tracer.start_as_current_span("chat.completion", kind=trace.SpanKind.INTERNAL, attributes={
-            "gen_ai.operation.name": "chat", "gen_ai.request.model": chat.request.model,
-            "llm_api.stream": chat.request.stream,
-        })
+        return self._tracer.start_as_current_span(
+            "chat.completion",
+            kind=trace.SpanKind.INTERNAL,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": chat.request.model,
+                "llm_api.stream": chat.request.stream,
+            },
+        )
 
 
 def _record_answer(span: trace.Span, route: Route, usage: dict[str, Any] | None, finish_reasons: list[str | None]) -> None:

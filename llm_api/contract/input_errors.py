@@ -28,7 +28,7 @@ def invalid_input(error: ValidationError, data: Any, *, root: str | None = None)
     # Problems of union branches the input's tag rules out say nothing about the input: a function_call
     # item with a bad `name` was reported as "items[0].type: Input should be 'message'".
     wrong = _wrong_branches(data, errors)
-    errors = [problem for problem in errors if not any(problem["loc"][:len(branch)] == branch for branch in wrong)] or errors
+    errors = [problem for problem in errors if not any(problem["loc"][: len(branch)] == branch for branch in wrong)] or errors
     problems = [(_location_in(data, problem), problem) for problem in errors]
     location, problem = max(problems, key=lambda item: len(item[0]))  # the deepest is the most specific
     kind = problem["type"]
@@ -94,8 +94,11 @@ def _location_in(data: Any, problem: dict) -> tuple:
 def _wrong_branches(data: Any, errors: list[dict]) -> set[tuple]:
     """Union branches whose constant tag (``"type": "function_call"``) the input does not have, when a
     sibling branch of the same union fits the tag and has a problem inside one of its fields."""
-    mismatched = {problem["loc"][:-1] for problem in errors
-                  if problem["type"] == "literal_error" and len(problem["loc"]) >= 2 and _ends_in_label(data, problem["loc"][:-1])}
+    mismatched = {
+        problem["loc"][:-1]
+        for problem in errors
+        if problem["type"] == "literal_error" and len(problem["loc"]) >= 2 and _ends_in_label(data, problem["loc"][:-1])
+    }
     fitting_unions = set()
     for problem in errors:
         loc = problem["loc"]

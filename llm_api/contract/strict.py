@@ -68,9 +68,7 @@ class StrictContract:
         try:
             self._openapi.validate_request(request)
         except (OpenAPIError, TypeError) as error:  # TypeError: openapi-core's discriminator bug
-            raise ContractDrift(
-                f"contract drift: our models accepted a request the spec refuses: {describe(error)}"
-            ) from error
+            raise ContractDrift(f"contract drift: our models accepted a request the spec refuses: {describe(error)}") from error
 
     def check_response(self, request: ContractRequest, response: ContractResponse) -> None:
         """Raise ContractDrift unless the response is one the spec documents for the operation."""
@@ -129,4 +127,3 @@ def describe(error: Exception, limit: int = 600) -> str:
     else:
         text = f"{type(error).__name__}: {error}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-

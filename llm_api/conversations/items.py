@@ -30,8 +30,12 @@ def stored(item: InputItem) -> dict[str, Any]:
         parts = [_text(item.role, content, [])] if isinstance(content, str) else [_part(item.role, part) for part in content]
         return {**common, "type": "message", "role": item.role, "body": {"content": parts}}
     if isinstance(item, models.FunctionCallItemInput):
-        return {**common, "type": "function_call", "role": None,
-                "body": {"call_id": item.call_id, "name": item.name, "arguments": item.arguments}}
+        return {
+            **common,
+            "type": "function_call",
+            "role": None,
+            "body": {"call_id": item.call_id, "name": item.name, "arguments": item.arguments},
+        }
     return {**common, "type": "function_call_output", "role": None, "body": {"call_id": item.call_id, "output": item.output}}
 
 
@@ -96,4 +100,3 @@ def _output_text(text: str, annotations, logprobs=MISSING) -> dict[str, Any]:
 
 def _image(url, file_id, detail) -> dict[str, Any]:
     return {"type": "input_image", "image_url": given(url), "file_id": given(file_id), "detail": given(detail) or "auto"}
-

@@ -21,8 +21,12 @@ class Projects:
 
     async def create(self, user_id: str, request: models.ProjectCreateRequest) -> dict:
         return await projects.insert(
-            self._db, project_id=new_id("proj"), user_id=user_id, name=_name(request.name),
-            instruction=given(request.instruction), is_favorite=given(request.is_favorite) or False,
+            self._db,
+            project_id=new_id("proj"),
+            user_id=user_id,
+            name=_name(request.name),
+            instruction=given(request.instruction),
+            is_favorite=given(request.is_favorite) or False,
         )
 
     async def get(self, user_id: str, project_id: str) -> dict:
@@ -67,8 +71,6 @@ def _name(name: str) -> str:
     # Only plain spaces: the spec's pattern guarantees a character that is neither a control
     # character nor a space, so the trimmed name is never empty.
     return name.strip(" ")
-
-
 
 
 def _missing(project_id: str) -> NotFound:

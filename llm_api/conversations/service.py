@@ -29,8 +29,13 @@ class Conversations:
         rows = [stored(item) for item in given(request.items) or []]
         async with self._db.transaction() as tx:
             conversation = await conversations.insert(
-                tx, conversation_id=new_id("conv"), user_id=user_id, project_id=project_id,
-                title=_title(request.title), metadata=_metadata(request.metadata), referrer=given(request.referrer),
+                tx,
+                conversation_id=new_id("conv"),
+                user_id=user_id,
+                project_id=project_id,
+                title=_title(request.title),
+                metadata=_metadata(request.metadata),
+                referrer=given(request.referrer),
             )
             if rows:
                 await conversations.insert_items(tx, conversation_id=conversation["id"], rows=rows)
@@ -45,8 +50,13 @@ class Conversations:
     async def page(self, user_id: str, params: models.ListConversationsParams) -> tuple[Page, int]:
         """A page of the user's conversations, and how many match in all."""
         return await conversations.page(
-            self._db, user_id=user_id, project_id=given(params.project_id), referrer=given(params.referrer),
-            after=given(params.after), order=params.order, limit=params.limit,
+            self._db,
+            user_id=user_id,
+            project_id=given(params.project_id),
+            referrer=given(params.referrer),
+            after=given(params.after),
+            order=params.order,
+            limit=params.limit,
         )
 
     async def update(self, user_id: str, conversation_id: str, request: models.ConversationUpdateRequest) -> dict:
@@ -81,13 +91,20 @@ class Conversations:
         """Store an exchange's items (already in stored form); give the conversation ``title`` if it has
         none. The conversation, or None when it was deleted while the answer was being written."""
         return await conversations.record_exchange(
-            self._db, user_id=user_id, conversation_id=conversation_id, rows=rows, title=title,
+            self._db,
+            user_id=user_id,
+            conversation_id=conversation_id,
+            rows=rows,
+            title=title,
         )
 
     async def page_items(self, user_id: str, params: models.ListConversationItemsParams) -> Page:
         await self.get(user_id, params.conversation_id)
         return await conversations.page_items(
-            self._db, conversation_id=params.conversation_id, after=given(params.after), order=params.order,
+            self._db,
+            conversation_id=params.conversation_id,
+            after=given(params.after),
+            order=params.order,
             limit=params.limit,
         )
 
@@ -103,7 +120,9 @@ class Conversations:
         await self.get(user_id, conversation_id)
         if not await conversations.delete_item(self._db, conversation_id=conversation_id, item_id=item_id):
             raise _missing_item(item_id)
-        return await conversations.touch(self._db, user_id=user_id, conversation_id=conversation_id) or await self.get(user_id, conversation_id)
+        return await conversations.touch(self._db, user_id=user_id, conversation_id=conversation_id) or await self.get(
+            user_id, conversation_id
+        )
 
     async def _owned_project(self, user_id: str, project_id: str | None) -> str | None:
         if project_id is not None and await projects.get(self._db, user_id=user_id, project_id=project_id) is None:
@@ -120,8 +139,6 @@ def _title(title) -> str | None:
 def _metadata(metadata) -> dict:
     metadata = given(metadata)
     return dict(metadata) if metadata is not None else {}
-
-
 
 
 def _missing_conversation(conversation_id: str) -> NotFound:

@@ -11,8 +11,14 @@ from llm_api.db.sql import Query
 from llm_api.db.tables import api_keys, users
 
 _PUBLIC_COLUMNS = (
-    api_keys.c.id, api_keys.c.name, api_keys.c.prefix, api_keys.c.suffix, api_keys.c.created_at,
-    api_keys.c.expires_at, api_keys.c.last_used_at, api_keys.c.revoked_at,
+    api_keys.c.id,
+    api_keys.c.name,
+    api_keys.c.prefix,
+    api_keys.c.suffix,
+    api_keys.c.created_at,
+    api_keys.c.expires_at,
+    api_keys.c.last_used_at,
+    api_keys.c.revoked_at,
 )
 # Serialises key creation per user, so that the cap holds under concurrent requests.
 _LOCK_USER = Query(sa.select(users.c.id).where(users.c.id == sa.bindparam("user_id")).with_for_update())
@@ -24,11 +30,18 @@ _COUNT_ACTIVE = Query(
     )
 )
 _INSERT = Query(
-    sa.insert(api_keys).values(
-        id=sa.bindparam("id"), user_id=sa.bindparam("user_id"), name=sa.bindparam("name"),
-        key_hash=sa.bindparam("key_hash"), prefix=sa.bindparam("prefix"), suffix=sa.bindparam("suffix"),
-        created_at=sa.func.now(), expires_at=sa.func.now() + sa.bindparam("ttl", type_=sa.Interval),
-    ).returning(*_PUBLIC_COLUMNS)
+    sa.insert(api_keys)
+    .values(
+        id=sa.bindparam("id"),
+        user_id=sa.bindparam("user_id"),
+        name=sa.bindparam("name"),
+        key_hash=sa.bindparam("key_hash"),
+        prefix=sa.bindparam("prefix"),
+        suffix=sa.bindparam("suffix"),
+        created_at=sa.func.now(),
+        expires_at=sa.func.now() + sa.bindparam("ttl", type_=sa.Interval),
+    )
+    .returning(*_PUBLIC_COLUMNS)
 )
 _LIST = Query(
     sa.select(*_PUBLIC_COLUMNS)
@@ -43,9 +56,17 @@ _REVOKE = Query(
 )
 _BY_HASH = Query(
     sa.select(
-        api_keys.c.id, api_keys.c.user_id, api_keys.c.key_hash, api_keys.c.revoked_at,
+        api_keys.c.id,
+        api_keys.c.user_id,
+        api_keys.c.key_hash,
+        api_keys.c.revoked_at,
         (api_keys.c.expires_at <= sa.func.now()).label("expired"),
-        users.c.issuer, users.c.subject, users.c.username, users.c.email, users.c.name, users.c.is_guest,
+        users.c.issuer,
+        users.c.subject,
+        users.c.username,
+        users.c.email,
+        users.c.name,
+        users.c.is_guest,
     )
     .join(users, users.c.id == api_keys.c.user_id)
     .where(api_keys.c.key_hash == sa.bindparam("key_hash"))

@@ -50,7 +50,7 @@ class ChangeFeed:
         while True:
             try:
                 await self._listen()
-            except Exception as error:  # noqa: BLE001 - a lost connection mostly; whatever it is, listen again
+            except Exception as error:
                 log.warning("not listening for changes (caches bypassed until it is back): %s", first_line(error))
             finally:
                 self._set_live(False)

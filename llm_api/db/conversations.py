@@ -14,6 +14,7 @@ from llm_api.db.tables import conversation_items as items
 from llm_api.db.tables import conversations
 from llm_api.errors import Conflict
 
+
 def _user_scope(table: sa.Table) -> sa.ColumnElement:
     return table.c.user_id == sa.bindparam("user_id")
 
@@ -26,11 +27,18 @@ _owned = _user_scope(conversations)
 _this = sa.and_(_owned, conversations.c.id == sa.bindparam("id"))
 
 _INSERT = Query(
-    sa.insert(conversations).values(
-        id=sa.bindparam("id"), user_id=sa.bindparam("user_id"), project_id=sa.bindparam("project_id"),
-        title=sa.bindparam("title"), metadata=sa.bindparam("metadata", type_=JSONB), referrer=sa.bindparam("referrer"),
-        created_at=sa.func.now(), updated_at=sa.func.now(),
-    ).returning(conversations)
+    sa.insert(conversations)
+    .values(
+        id=sa.bindparam("id"),
+        user_id=sa.bindparam("user_id"),
+        project_id=sa.bindparam("project_id"),
+        title=sa.bindparam("title"),
+        metadata=sa.bindparam("metadata", type_=JSONB),
+        referrer=sa.bindparam("referrer"),
+        created_at=sa.func.now(),
+        updated_at=sa.func.now(),
+    )
+    .returning(conversations)
 )
 _GET = Query(sa.select(conversations).where(_this))
 _filters = (
@@ -41,36 +49,46 @@ _PAGES = {order: Query(q) for order, q in page_queries(conversations, _user_scop
 _COUNT = Query(sa.select(sa.func.count().label("total")).where(_owned, *_filters))
 _UPDATABLE = ("title", "metadata", "project_id", "archived")
 _UPDATE = Query(
-    sa.update(conversations).where(_this).values(
+    sa.update(conversations)
+    .where(_this)
+    .values(
         title=given("title", conversations.c.title),
         metadata=given("metadata", conversations.c.metadata),
         project_id=given("project_id", conversations.c.project_id),
         archived_at=archived_at(conversations.c.archived_at),
         updated_at=sa.func.now(),
-    ).returning(conversations)
+    )
+    .returning(conversations)
 )
 # Touching also gives an untitled conversation the title passed, if any.
 _TOUCH = Query(
-    sa.update(conversations).where(_this).values(
-        updated_at=sa.func.now(), title=sa.func.coalesce(conversations.c.title, sa.bindparam("title", type_=sa.Text)),
-    ).returning(conversations)
+    sa.update(conversations)
+    .where(_this)
+    .values(
+        updated_at=sa.func.now(),
+        title=sa.func.coalesce(conversations.c.title, sa.bindparam("title", type_=sa.Text)),
+    )
+    .returning(conversations)
 )
 _DELETE = Query(sa.delete(conversations).where(_this).returning(conversations.c.id))
 
 # Items: the conversation is checked for ownership by the caller before any of these run.
 _in_conversation = _conversation_scope(items)
 # All of a request's items in one statement, in the order given (their seq follows that order).
-_INSERT_ITEMS = Query(sa.text("""
+_INSERT_ITEMS = Query(
+    sa.text("""
     INSERT INTO llm_api.conversation_items (id, conversation_id, type, role, status, body)
     SELECT r.id, :conversation_id, r.type, r.role, r.status, r.body
     FROM ROWS FROM (jsonb_to_recordset(:items) AS (id text, type text, role text, status text, body jsonb))
          WITH ORDINALITY AS r(id, type, role, status, body, position)
     ORDER BY r.position
     RETURNING seq, id, conversation_id, type, role, status, body, created_at
-""").bindparams(sa.bindparam("items", type_=JSONB)))
+""").bindparams(sa.bindparam("items", type_=JSONB))
+)
 # A chat's exchange, stored in one statement (one round trip, atomic): the conversation touched (and
 # titled if it has no title) and its items added, or nothing at all when the conversation is gone.
-_RECORD_EXCHANGE = Query(sa.text("""
+_RECORD_EXCHANGE = Query(
+    sa.text("""
     WITH touched AS (
         UPDATE llm_api.conversations
         SET updated_at = now(), title = coalesce(title, CAST(:title AS text))
@@ -86,15 +104,22 @@ _RECORD_EXCHANGE = Query(sa.text("""
         RETURNING seq
     )
     SELECT * FROM touched
-""").bindparams(sa.bindparam("items", type_=JSONB)))
+""").bindparams(sa.bindparam("items", type_=JSONB))
+)
 _GET_ITEM = Query(sa.select(items).where(_in_conversation, items.c.id == sa.bindparam("id")))
 _ITEM_PAGES = {order: Query(q) for order, q in page_queries(items, _conversation_scope).items()}
 _DELETE_ITEM = Query(sa.delete(items).where(_in_conversation, items.c.id == sa.bindparam("id")).returning(items.c.id))
 
 
 async def insert(
-    tx: Transaction, *, conversation_id: str, user_id: str, project_id: str | None, title: str | None,
-    metadata: dict, referrer: str | None,
+    tx: Transaction,
+    *,
+    conversation_id: str,
+    user_id: str,
+    project_id: str | None,
+    title: str | None,
+    metadata: dict,
+    referrer: str | None,
 ) -> dict:
     return await tx.fetch_one(
         _INSERT, id=conversation_id, user_id=user_id, project_id=project_id, title=title, metadata=metadata, referrer=referrer
@@ -140,7 +165,9 @@ async def insert_items(tx: Transaction, *, conversation_id: str, rows: list[dict
     return sorted(inserted, key=lambda row: row["seq"])
 
 
-async def record_exchange(db: Database, *, user_id: str, conversation_id: str, rows: list[dict], title: str | None) -> dict | None:
+async def record_exchange(
+    db: Database, *, user_id: str, conversation_id: str, rows: list[dict], title: str | None
+) -> dict | None:
     """Add a chat's items (new ids) and touch the conversation; the conversation, or None when it is gone."""
     stored = await db.execute(_RECORD_EXCHANGE, user_id=user_id, id=conversation_id, items=rows, title=title)
     return stored[0] if stored else None

@@ -27,7 +27,9 @@ async def open_database(settings: Settings) -> Database:
             log.info("applied migration %04d_%s", migration.version, migration.name)
     return await _patiently(
         lambda: Database.connect(
-            settings.db_dsn, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size,
+            settings.db_dsn,
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
             timeout=settings.db_timeout,
         ),
         settings.db_startup_timeout,

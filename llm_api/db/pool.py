@@ -40,8 +40,13 @@ class Database:
     async def connect(cls, dsn: str, *, min_size: int, max_size: int, timeout: float) -> Database:
         # aiopg uses one timeout for connecting, waiting for a free connection and each statement.
         pool = await aiopg.create_pool(
-            dsn, minsize=min_size, maxsize=max_size, timeout=timeout, pool_recycle=300,
-            enable_hstore=False, cursor_factory=RealDictCursor,
+            dsn,
+            minsize=min_size,
+            maxsize=max_size,
+            timeout=timeout,
+            pool_recycle=300,
+            enable_hstore=False,
+            cursor_factory=RealDictCursor,
         )
         return cls(pool)
 

@@ -11,15 +11,19 @@ from llm_api.db.sql import Query
 from llm_api.db.tables import conversations, projects
 from llm_api.errors import Conflict
 
-_owned = sa.and_(
-    projects.c.user_id == sa.bindparam("user_id"), projects.c.deleted_at.is_(None)
-)
+_owned = sa.and_(projects.c.user_id == sa.bindparam("user_id"), projects.c.deleted_at.is_(None))
 _INSERT = Query(
-    sa.insert(projects).values(
-        id=sa.bindparam("id"), user_id=sa.bindparam("user_id"), name=sa.bindparam("name"),
-        instruction=sa.bindparam("instruction"), is_favorite=sa.bindparam("is_favorite"),
-        created_at=sa.func.now(), updated_at=sa.func.now(),
-    ).returning(projects)
+    sa.insert(projects)
+    .values(
+        id=sa.bindparam("id"),
+        user_id=sa.bindparam("user_id"),
+        name=sa.bindparam("name"),
+        instruction=sa.bindparam("instruction"),
+        is_favorite=sa.bindparam("is_favorite"),
+        created_at=sa.func.now(),
+        updated_at=sa.func.now(),
+    )
+    .returning(projects)
 )
 _GET = Query(sa.select(projects).where(_owned, projects.c.id == sa.bindparam("id")))
 _PAGES = {
@@ -40,8 +44,10 @@ def given(name: str, column: sa.Column):
 def archived_at(column: sa.Column):
     """Archiving keeps the first archiving time; unarchiving clears it; absent leaves it."""
     return sa.case(
-        (sa.bindparam("set_archived", type_=sa.Boolean),
-         sa.case((sa.bindparam("archived", type_=sa.Boolean), sa.func.coalesce(column, sa.func.now())), else_=None)),
+        (
+            sa.bindparam("set_archived", type_=sa.Boolean),
+            sa.case((sa.bindparam("archived", type_=sa.Boolean), sa.func.coalesce(column, sa.func.now())), else_=None),
+        ),
         else_=column,
     )
 
@@ -60,17 +66,19 @@ _UPDATE = Query(
 )
 _UPDATABLE = ("name", "instruction", "is_favorite", "archived")
 _DELETE = Query(
-    sa.update(projects).where(_owned, projects.c.id == sa.bindparam("id")).values(deleted_at=sa.func.now())
+    sa.update(projects)
+    .where(_owned, projects.c.id == sa.bindparam("id"))
+    .values(deleted_at=sa.func.now())
     .returning(projects.c.id)
 )
-_DETACH = Query(
-    sa.update(conversations).where(conversations.c.project_id == sa.bindparam("id")).values(project_id=None)
-)
+_DETACH = Query(sa.update(conversations).where(conversations.c.project_id == sa.bindparam("id")).values(project_id=None))
 
 
 async def insert(db: Database, *, project_id: str, user_id: str, name: str, instruction: str | None, is_favorite: bool) -> dict:
     try:
-        return (await db.execute(_INSERT, id=project_id, user_id=user_id, name=name, instruction=instruction, is_favorite=is_favorite))[0]
+        return (
+            await db.execute(_INSERT, id=project_id, user_id=user_id, name=name, instruction=instruction, is_favorite=is_favorite)
+        )[0]
     except psycopg2.errors.UniqueViolation:
         raise _duplicate(name) from None
 

@@ -19,11 +19,20 @@ _GET = Query(sa.select(providers).where(providers.c.id == sa.bindparam("id")))
 _LOCK = Query(sa.select(sa.func.pg_advisory_xact_lock(7_316_202_611_254_003)))
 
 _values = dict(
-    id=sa.bindparam("id"), name=sa.bindparam("name"), vendor=sa.bindparam("vendor"), base_url=sa.bindparam("base_url"),
-    api_key_sealed=sa.bindparam("api_key_sealed", type_=sa.LargeBinary), api_key_hint=sa.bindparam("api_key_hint"),
-    models=sa.bindparam("models", type_=JSONB), aliases=sa.bindparam("aliases", type_=JSONB),
-    metadata=sa.bindparam("metadata", type_=JSONB), active=sa.bindparam("active"), source=sa.bindparam("source"),
-    source_position=sa.bindparam("source_position"), created_at=sa.func.now(), updated_at=sa.func.now(),
+    id=sa.bindparam("id"),
+    name=sa.bindparam("name"),
+    vendor=sa.bindparam("vendor"),
+    base_url=sa.bindparam("base_url"),
+    api_key_sealed=sa.bindparam("api_key_sealed", type_=sa.LargeBinary),
+    api_key_hint=sa.bindparam("api_key_hint"),
+    models=sa.bindparam("models", type_=JSONB),
+    aliases=sa.bindparam("aliases", type_=JSONB),
+    metadata=sa.bindparam("metadata", type_=JSONB),
+    active=sa.bindparam("active"),
+    source=sa.bindparam("source"),
+    source_position=sa.bindparam("source_position"),
+    created_at=sa.func.now(),
+    updated_at=sa.func.now(),
 )
 _INSERT = Query(insert(providers).values(**_values).returning(providers))
 _new = insert(providers).values(**_values)
@@ -32,9 +41,20 @@ _new = insert(providers).values(**_values)
 _UPSERT_CONFIGURED = Query(
     _new.on_conflict_do_update(
         index_elements=[providers.c.name],
-        set_={name: getattr(_new.excluded, name) for name in (
-            "vendor", "base_url", "api_key_sealed", "api_key_hint", "models", "aliases", "source", "source_position",
-        )} | {"updated_at": sa.func.now()},
+        set_={
+            name: getattr(_new.excluded, name)
+            for name in (
+                "vendor",
+                "base_url",
+                "api_key_sealed",
+                "api_key_hint",
+                "models",
+                "aliases",
+                "source",
+                "source_position",
+            )
+        }
+        | {"updated_at": sa.func.now()},
         where=providers.c.source != "api",
     ).returning(providers.c.id)
 )
@@ -46,13 +66,15 @@ _DELETE_STALE_CONFIGURED = Query(
 )
 _UPDATABLE = ("name", "base_url", "api_key_sealed", "api_key_hint", "models", "aliases", "active", "metadata")
 _UPDATE = Query(
-    sa.update(providers).where(providers.c.id == sa.bindparam("id")).values(
-        **{name: given(name, getattr(providers.c, name)) for name in _UPDATABLE}, updated_at=sa.func.now()
-    ).returning(providers)
+    sa.update(providers)
+    .where(providers.c.id == sa.bindparam("id"))
+    .values(**{name: given(name, getattr(providers.c, name)) for name in _UPDATABLE}, updated_at=sa.func.now())
+    .returning(providers)
 )
 _DELETE = Query(sa.delete(providers).where(providers.c.id == sa.bindparam("id")).returning(providers.c.id))
 _SYNCED = Query(
-    sa.update(providers).where(providers.c.id == sa.bindparam("id"))
+    sa.update(providers)
+    .where(providers.c.id == sa.bindparam("id"))
     .values(discovered_models=sa.bindparam("models", type_=JSONB), last_synced_at=sa.func.now())
 )
 

@@ -11,10 +11,15 @@ from llm_api.db.sql import Query
 from llm_api.db.tables import refresh_tokens
 
 _INSERT = Query(
-    sa.insert(refresh_tokens).values(
-        token_hash=sa.bindparam("token_hash"), family=sa.bindparam("family"), user_id=sa.bindparam("user_id"),
-        created_at=sa.func.now(), expires_at=sa.func.now() + sa.bindparam("ttl", type_=sa.Interval),
-    ).returning(refresh_tokens.c.expires_at)
+    sa.insert(refresh_tokens)
+    .values(
+        token_hash=sa.bindparam("token_hash"),
+        family=sa.bindparam("family"),
+        user_id=sa.bindparam("user_id"),
+        created_at=sa.func.now(),
+        expires_at=sa.func.now() + sa.bindparam("ttl", type_=sa.Interval),
+    )
+    .returning(refresh_tokens.c.expires_at)
 )
 # Spending is one statement, so two concurrent refreshes with the same token cannot both succeed.
 _SPEND = Query(

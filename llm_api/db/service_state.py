@@ -10,9 +10,7 @@ from llm_api.db.pool import Database
 from llm_api.db.sql import Query
 from llm_api.db.tables import schema_migrations, service_state
 
-_INSTALLATION_ID = Query(
-    sa.select(service_state.c.value).where(service_state.c.key == "installation_id")
-)
+_INSTALLATION_ID = Query(sa.select(service_state.c.value).where(service_state.c.key == "installation_id"))
 _SCHEMA_VERSION = Query(sa.select(sa.func.coalesce(sa.func.max(schema_migrations.c.version), 0).label("version")))
 
 

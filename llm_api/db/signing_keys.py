@@ -15,20 +15,24 @@ _ROTATION_LOCK = Query(sa.select(sa.func.pg_advisory_xact_lock(7_316_202_611_254
 # Keys still worth knowing: the current one and those retired less than `keep` ago.
 _PUBLISHED = Query(
     sa.select(signing_keys)
-    .where(sa.or_(
-        signing_keys.c.retired_at.is_(None),
-        signing_keys.c.retired_at > sa.func.now() - sa.bindparam("keep", type_=sa.Interval),
-    ))
+    .where(
+        sa.or_(
+            signing_keys.c.retired_at.is_(None),
+            signing_keys.c.retired_at > sa.func.now() - sa.bindparam("keep", type_=sa.Interval),
+        )
+    )
     .order_by(signing_keys.c.created_at.desc())
 )
-_RETIRE_CURRENT = Query(
-    sa.update(signing_keys).where(signing_keys.c.retired_at.is_(None)).values(retired_at=sa.func.now())
-)
+_RETIRE_CURRENT = Query(sa.update(signing_keys).where(signing_keys.c.retired_at.is_(None)).values(retired_at=sa.func.now()))
 _INSERT = Query(
-    sa.insert(signing_keys).values(
-        kid=sa.bindparam("kid"), public_jwk=sa.bindparam("public_jwk"),
-        private_key_sealed=sa.bindparam("private_key_sealed"), created_at=sa.func.now(),
-    ).returning(signing_keys.c.created_at)
+    sa.insert(signing_keys)
+    .values(
+        kid=sa.bindparam("kid"),
+        public_jwk=sa.bindparam("public_jwk"),
+        private_key_sealed=sa.bindparam("private_key_sealed"),
+        created_at=sa.func.now(),
+    )
+    .returning(signing_keys.c.created_at)
 )
 
 

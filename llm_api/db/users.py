@@ -10,9 +10,15 @@ from llm_api.db.sql import Query
 from llm_api.db.tables import users
 
 _new = insert(users).values(
-    id=sa.bindparam("id"), issuer=sa.bindparam("issuer"), subject=sa.bindparam("subject"),
-    username=sa.bindparam("username"), email=sa.bindparam("email"), name=sa.bindparam("name"),
-    is_guest=sa.bindparam("is_guest"), created_at=sa.func.now(), last_seen_at=sa.func.now(),
+    id=sa.bindparam("id"),
+    issuer=sa.bindparam("issuer"),
+    subject=sa.bindparam("subject"),
+    username=sa.bindparam("username"),
+    email=sa.bindparam("email"),
+    name=sa.bindparam("name"),
+    is_guest=sa.bindparam("is_guest"),
+    created_at=sa.func.now(),
+    last_seen_at=sa.func.now(),
 )
 _UPSERT = Query(
     _new.on_conflict_do_update(
@@ -31,8 +37,15 @@ _GET = Query(sa.select(users).where(users.c.id == sa.bindparam("id")))
 
 
 async def upsert_user(
-    db: Database, *, new_id: str, issuer: str, subject: str, username: str | None, email: str | None,
-    name: str | None, is_guest: bool,
+    db: Database,
+    *,
+    new_id: str,
+    issuer: str,
+    subject: str,
+    username: str | None,
+    email: str | None,
+    name: str | None,
+    is_guest: bool,
 ) -> str:
     """The user's id: the existing one for a known (issuer, subject), else ``new_id``."""
     rows = await db.execute(

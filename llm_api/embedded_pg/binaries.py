@@ -85,9 +85,7 @@ def _pg_config_bindir(environ: Mapping[str, str]) -> Path | None:
     pg_config = shutil.which("pg_config", path=environ.get("PATH"))
     if pg_config is None:
         return None
-    result = subprocess.run(
-        [pg_config, "--bindir"], check=False, capture_output=True, text=True, timeout=30
-    )
+    result = subprocess.run([pg_config, "--bindir"], check=False, capture_output=True, text=True, timeout=30)
     bindir = result.stdout.strip()
     return Path(bindir) if result.returncode == 0 and bindir else None
 

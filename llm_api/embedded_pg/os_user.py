@@ -87,6 +87,12 @@ def first_unreachable(pg_user: PgUser, leaves: Iterable[Path]) -> str | None:
     script = 'for d do test -x "$d" || { printf "%s" "$d"; exit 1; }; done'
     result = subprocess.run(
         pg_user.argv(["/bin/sh", "-c", script, "sh", *dirs]),
-        check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd="/", env=child_env(), timeout=60,
+        check=False,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd="/",
+        env=child_env(),
+        timeout=60,
     )
     return None if result.returncode == 0 else (result.stdout.strip() or "?")

@@ -101,12 +101,8 @@ class EmbeddedPostgres:
                     f"one), or configure an external database DSN.{self._log_tail_paragraph()}"
                 ) from exc
             raise
-        self._dsn = make_dsn(
-            dbname=DB_NAME, user=DB_USER, password=password, host=LISTEN_HOST, port=port
-        )
-        self._log.info(
-            "embedded PostgreSQL %s started: data dir %s, port %d", version, self._data_dir, port
-        )
+        self._dsn = make_dsn(dbname=DB_NAME, user=DB_USER, password=password, host=LISTEN_HOST, port=port)
+        self._log.info("embedded PostgreSQL %s started: data dir %s, port %d", version, self._data_dir, port)
         return self._dsn
 
     def stop(self) -> None:
@@ -375,9 +371,7 @@ class EmbeddedPostgres:
             )
 
     def _stop_leftover_server(self, pg_user: PgUser, pid: int) -> None:
-        self._log.warning(
-            "stopping a PostgreSQL server left running on %s (PID %d)", self._cluster, pid
-        )
+        self._log.warning("stopping a PostgreSQL server left running on %s (PID %d)", self._cluster, pid)
         result = self._pg_ctl_stop(pg_user)
         if result.returncode != 0:
             raise EmbeddedPostgresError(
@@ -429,9 +423,7 @@ class EmbeddedPostgres:
         Checked on every start rather than only after initdb, so that a crash between initdb
         and CREATE DATABASE heals itself.
         """
-        dsn = make_dsn(
-            dbname="postgres", user=DB_USER, password=password, host=LISTEN_HOST, port=port
-        )
+        dsn = make_dsn(dbname="postgres", user=DB_USER, password=password, host=LISTEN_HOST, port=port)
         try:
             conn = psycopg2.connect(dsn, connect_timeout=10)
         except psycopg2.Error as exc:
@@ -458,7 +450,7 @@ class EmbeddedPostgres:
         (the original error is the one worth reporting)."""
         try:
             self.stop()
-        except Exception:  # noqa: BLE001 - secondary failure, logged instead
+        except Exception:
             self._log.warning("could not stop PostgreSQL after a failed start", exc_info=True)
 
     # ------------------------------------------------------------------ plumbing
@@ -466,9 +458,7 @@ class EmbeddedPostgres:
     def _bin(self, name: str) -> str:
         return str(self._bindir / name)
 
-    def _run(
-        self, pg_user: PgUser, argv: Sequence[str], *, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
+    def _run(self, pg_user: PgUser, argv: Sequence[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run a command as the PostgreSQL user; the caller inspects the return code.
 
         cwd is "/" because the PostgreSQL user may not be allowed into our cwd. pg_ctl start

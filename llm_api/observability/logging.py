@@ -13,13 +13,12 @@ import json
 import logging
 import sys
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 #: The id of the request being served by the current task, if any.
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 #: What else is known about that request: one dict per request, filled in as the request goes.
 current_log_fields: ContextVar[dict[str, str] | None] = ContextVar("current_log_fields", default=None)
-LOG_FIELD_NAMES = ("principal_id", "conversation_id", "model")
 
 
 def bind_log_fields(**fields: str | None) -> None:
@@ -27,6 +26,7 @@ def bind_log_fields(**fields: str | None) -> None:
     bound = current_log_fields.get()
     if bound is not None:
         bound.update({name: value for name, value in fields.items() if value is not None})
+
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "request_id"}
@@ -49,7 +49,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

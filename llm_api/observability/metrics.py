@@ -10,7 +10,7 @@ global one). The families, all prefixed ``llm_api_``:
 - ``tokens_total{model,provider,direction}``: usage reported by the provider (``in``: prompt,
   ``out``: completion), plain and streamed answers, by the public model id that answered;
 - ``upstream_errors_total{provider,reason}``: every failed call to a provider, failovers included;
-  ``reason`` is one of ``UPSTREAM_REASONS``;
+  ``reason`` is one of the reasons listed below;
 - ``active_streams``: streamed answers being relayed right now (from the provider's first chunk);
 - ``time_to_first_token_seconds{model,provider}``: for a streamed answer, from the call to the
   provider's first chunk (failover included).
@@ -47,7 +47,6 @@ UNMATCHED = "unmatched"
 #: ``status_5xx``     it answered a 5xx;
 #: ``bad_response``   its answer was not what the protocol says (not JSON, wrong shape);
 #: ``stream_broken``  its answer broke off or ended early, or it reported a failure mid-answer.
-UPSTREAM_REASONS = ("connect", "timeout", "status_4xx", "status_5xx", "bad_response", "stream_broken")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 # Chat requests run from milliseconds to minutes; prometheus-client's default buckets stop at 10 s.
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -63,20 +62,38 @@ class Metrics:
         self._multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         registry = self.registry
-        self._requests = Counter("llm_api_http_requests", "HTTP requests answered, by operation route and final status.",
-                                 ["method", "route", "status"], registry=registry)
-        self._durations = Histogram("llm_api_http_request_duration_seconds",
-                                    "Time to answer an HTTP request (a streamed answer: until its end).",
-                                    ["method", "route"], buckets=_DURATION_BUCKETS, registry=registry)
-        self._tokens = Counter("llm_api_tokens", "Tokens reported by providers: in (prompt) and out (completion).",
-                               ["model", "provider", "direction"], registry=registry)
-        self._upstream_errors = Counter("llm_api_upstream_errors", "Failed calls to providers, failovers included.",
-                                        ["provider", "reason"], registry=registry)
-        self._active_streams = Gauge("llm_api_active_streams", "Streamed answers being relayed right now.",
-                                     registry=registry, multiprocess_mode="livesum")
-        self._first_token = Histogram("llm_api_time_to_first_token_seconds",
-                                      "Streamed answers: time from calling the provider to its first chunk.",
-                                      ["model", "provider"], buckets=_FIRST_TOKEN_BUCKETS, registry=registry)
+        self._requests = Counter(
+            "llm_api_http_requests",
+            "HTTP requests answered, by operation route and final status.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self._durations = Histogram(
+            "llm_api_http_request_duration_seconds",
+            "Time to answer an HTTP request (a streamed answer: until its end).",
+            ["method", "route"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self._tokens = Counter(
+            "llm_api_tokens",
+            "Tokens reported by providers: in (prompt) and out (completion).",
+            ["model", "provider", "direction"],
+            registry=registry,
+        )
+        self._upstream_errors = Counter(
+            "llm_api_upstream_errors", "Failed calls to providers, failovers included.", ["provider", "reason"], registry=registry
+        )
+        self._active_streams = Gauge(
+            "llm_api_active_streams", "Streamed answers being relayed right now.", registry=registry, multiprocess_mode="livesum"
+        )
+        self._first_token = Histogram(
+            "llm_api_time_to_first_token_seconds",
+            "Streamed answers: time from calling the provider to its first chunk.",
+            ["model", "provider"],
+            buckets=_FIRST_TOKEN_BUCKETS,
+            registry=registry,
+        )
 
     # -- recording -------------------------------------------------------------------------------------------------
 
@@ -126,7 +143,7 @@ class Metrics:
 
 
 def upstream_reason(error: BaseException) -> str | None:
-    """The reason (one of ``UPSTREAM_REASONS``) a provider call failed with ``error``; None when the
+    """The reason (one of the reasons listed above) a provider call failed with ``error``; None when the
     error is not the provider's doing (a request we refused before calling it, a contract drift of ours)."""
     status = error.upstream_status if isinstance(error, ApiError) else None
     if status is not None:

@@ -32,14 +32,28 @@ from llm_api.providers.upstream import UpstreamCalls
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
-           "tool_use": "tool_calls", "refusal": "content_filter"}
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
 # Parameters Anthropic has no counterpart for, with the values that ask for nothing (accepted).
 # OpenAI's storage and routing hints (metadata, prompt_cache_key, safety_identifier) change no answer
 # and are simply not sent.
 NO_COUNTERPART: dict[str, tuple[Any, ...]] = {
-    "logprobs": (False,), "top_logprobs": (0,), "logit_bias": ({},), "presence_penalty": (0,), "frequency_penalty": (0,),
-    "seed": (), "repetition_penalty": (1,), "verbosity": (), "reasoning_effort": ("none",), "modalities": (["text"],),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "logit_bias": ({},),
+    "presence_penalty": (0,),
+    "frequency_penalty": (0,),
+    "seed": (),
+    "repetition_penalty": (1,),
+    "verbosity": (),
+    "reasoning_effort": ("none",),
+    "modalities": (["text"],),
 }
 _DATA_URL = re.compile(r"^data:(image/[A-Za-z0-9.+-]+);base64,(.*)$", re.S)
 
@@ -56,7 +70,11 @@ class Anthropic:
         if body.get("n", 1) != 1:
             raise _unsupported(provider, "n", "only one choice per request")
         if body.get("temperature", 0) > 1:
-            raise InvalidRequest(f"Provider {provider.name} (anthropic) accepts a temperature up to 1.", param="temperature", code="unsupported_parameter")
+            raise InvalidRequest(
+                f"Provider {provider.name} (anthropic) accepts a temperature up to 1.",
+                param="temperature",
+                code="unsupported_parameter",
+            )
         if (body.get("response_format") or {}).get("type", "text") != "text":
             raise _unsupported(provider, "response_format", "no JSON response formats")
         messages_request(body, "check")  # refuses unsupported content (audio, files) before any call
@@ -67,7 +85,9 @@ class Anthropic:
 
     async def complete(self, route: Route, body: dict[str, Any]) -> dict[str, Any]:
         request = messages_request(body, route.upstream_id)
-        answer = await self._calls.json(route.provider, "POST", _url(route.provider), headers=_headers(route.provider), json_body=request)
+        answer = await self._calls.json(
+            route.provider, "POST", _url(route.provider), headers=_headers(route.provider), json_body=request
+        )
         try:
             return completion(answer)
         except (KeyError, TypeError, AttributeError):  # not the Messages API's shape
@@ -78,7 +98,9 @@ class Anthropic:
         provider = route.provider
         request = {**messages_request(body, route.upstream_id), "stream": True}
         translator = _StreamTranslator()
-        async with self._calls.open(provider, "POST", _url(provider), stream=True, headers=_headers(provider), json_body=request) as response:
+        async with self._calls.open(
+            provider, "POST", _url(provider), stream=True, headers=_headers(provider), json_body=request
+        ) as response:
             async for events in sse_client.event_batches(provider, response):
                 chunks: list[dict[str, Any]] = []
                 for name, data in events:
@@ -93,7 +115,9 @@ class Anthropic:
                         return
                 if chunks:
                     yield chunks
-        raise UpstreamError(f"Provider {provider.name} ended its answer before message_stop.", code="incomplete_upstream_response")
+        raise UpstreamError(
+            f"Provider {provider.name} ended its answer before message_stop.", code="incomplete_upstream_response"
+        )
 
 
 def _translated(provider: Provider, translator: _StreamTranslator, name: str | None, data: bytes) -> list[dict[str, Any]]:
@@ -122,12 +146,23 @@ def messages_request(body: dict[str, Any], model: str) -> dict[str, Any]:
             system += [{"type": "text", "text": text} for text in texts_of(message.get("content")) if text]
             continue
         if role == "tool":
-            blocks = [{"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": "\n".join(texts_of(message["content"]))}]
+            blocks = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message["tool_call_id"],
+                    "content": "\n".join(texts_of(message["content"])),
+                }
+            ]
             role = "user"
         elif role == "assistant":
             blocks = [{"type": "text", "text": text} for text in texts_of(message.get("content")) if text]
             blocks += [
-                {"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": _arguments(call["function"]["arguments"])}
+                {
+                    "type": "tool_use",
+                    "id": call["id"],
+                    "name": call["function"]["name"],
+                    "input": _arguments(call["function"]["arguments"]),
+                }
                 for call in message.get("tool_calls") or []
             ]
         else:
@@ -139,7 +174,8 @@ def messages_request(body: dict[str, Any], model: str) -> dict[str, Any]:
         else:
             turns.append({"role": role, "content": blocks})
     request: dict[str, Any] = {
-        "model": model, "messages": turns,
+        "model": model,
+        "messages": turns,
         "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS,
     }
     if system:
@@ -153,8 +189,11 @@ def messages_request(body: dict[str, Any], model: str) -> dict[str, Any]:
         request["stop_sequences"] = [body["stop"]] if isinstance(body["stop"], str) else list(body["stop"])
     if body.get("tools"):
         request["tools"] = [
-            {"name": tool["function"]["name"], "description": tool["function"].get("description", ""),
-             "input_schema": tool["function"].get("parameters") or {"type": "object", "properties": {}}}
+            {
+                "name": tool["function"]["name"],
+                "description": tool["function"].get("description", ""),
+                "input_schema": tool["function"].get("parameters") or {"type": "object", "properties": {}},
+            }
             for tool in body["tools"]
         ]
     choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
@@ -173,8 +212,13 @@ def completion(answer: dict[str, Any]) -> dict[str, Any]:
     texts = [_string(block["text"]) for block in answer["content"] if block.get("type") == "text"]
     thinking = [block.get("thinking", "") for block in answer["content"] if block.get("type") == "thinking"]
     calls = [
-        {"id": block["id"], "type": "function", "function": {"name": block["name"], "arguments": json.dumps(block.get("input", {}))}}
-        for block in answer["content"] if block.get("type") == "tool_use"
+        {
+            "id": block["id"],
+            "type": "function",
+            "function": {"name": block["name"], "arguments": json.dumps(block.get("input", {}))},
+        }
+        for block in answer["content"]
+        if block.get("type") == "tool_use"
     ]
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
     if calls:
@@ -182,9 +226,13 @@ def completion(answer: dict[str, Any]) -> dict[str, Any]:
     if thinking:
         message["reasoning_content"] = "".join(thinking)
     return {
-        "id": f"chatcmpl-{answer.get('id', '')}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{answer.get('id', '')}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": answer.get("model", ""),
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": _FINISH.get(answer.get("stop_reason"), "stop")}],
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": _FINISH.get(answer.get("stop_reason"), "stop")}
+        ],
         "usage": _usage(answer.get("usage") or {}),
     }
 
@@ -202,16 +250,32 @@ class _StreamTranslator:
         kind = event.get("type")
         if kind == "message_start":
             message = event.get("message", {})
-            self._base = {"id": f"chatcmpl-{message.get('id', '')}", "object": "chat.completion.chunk",
-                          "created": int(time.time()), "model": message.get("model", "")}
+            self._base = {
+                "id": f"chatcmpl-{message.get('id', '')}",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": message.get("model", ""),
+            }
             self._usage = dict(message.get("usage") or {})
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             block = event.get("content_block", {})
             if block.get("type") == "tool_use":
                 index = self._tools[event["index"]] = len(self._tools)
-                return [self._chunk({"tool_calls": [{"index": index, "id": block["id"], "type": "function",
-                                                     "function": {"name": block["name"], "arguments": ""}}]})]
+                return [
+                    self._chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "id": block["id"],
+                                    "type": "function",
+                                    "function": {"name": block["name"], "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                ]
             return []
         if kind == "content_block_delta":
             delta = event.get("delta", {})
@@ -220,7 +284,15 @@ class _StreamTranslator:
             if delta.get("type") == "thinking_delta":
                 return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
             if delta.get("type") == "input_json_delta" and event.get("index") in self._tools:
-                return [self._chunk({"tool_calls": [{"index": self._tools[event["index"]], "function": {"arguments": delta.get("partial_json", "")}}]})]
+                return [
+                    self._chunk(
+                        {
+                            "tool_calls": [
+                                {"index": self._tools[event["index"]], "function": {"arguments": delta.get("partial_json", "")}}
+                            ]
+                        }
+                    )
+                ]
             return []
         if kind == "message_delta":
             self._usage.update(event.get("usage") or {})
@@ -253,8 +325,9 @@ def _user_blocks(content: Any) -> list[dict]:
         elif part["type"] == "image_url":
             blocks.append({"type": "image", "source": _image_source(part["image_url"]["url"])})
         else:
-            raise InvalidRequest(f"Anthropic models take text and images, not {part['type']} parts.",
-                                 param="messages", code="unsupported_content")
+            raise InvalidRequest(
+                f"Anthropic models take text and images, not {part['type']} parts.", param="messages", code="unsupported_content"
+            )
     return blocks
 
 
@@ -308,8 +381,11 @@ def _unreadable(provider: Provider, what: str) -> UpstreamError:
 
 def _unsupported(provider: Provider, parameter: str, detail: str = "") -> InvalidRequest:
     why = f" ({detail})" if detail else ""
-    return InvalidRequest(f"{parameter} is not supported by provider {provider.name} (anthropic){why}.",
-                          param=parameter, code="unsupported_parameter")
+    return InvalidRequest(
+        f"{parameter} is not supported by provider {provider.name} (anthropic){why}.",
+        param=parameter,
+        code="unsupported_parameter",
+    )
 
 
 def _url(provider: Provider) -> str:

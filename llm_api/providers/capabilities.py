@@ -14,10 +14,31 @@ from llm_api.providers.registry import Provider
 
 _VISION_VENDORS = {"openai", "anthropic", "gemini", "openrouter"}
 _COMMON_PARAMETERS = (
-    "temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "presence_penalty", "frequency_penalty",
-    "logit_bias", "logprobs", "top_logprobs", "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format",
-    "reasoning_effort", "verbosity", "modalities", "metadata", "user", "safety_identifier", "prompt_cache_key",
-    "stream", "stream_options",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "max_tokens",
+    "max_completion_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "reasoning_effort",
+    "verbosity",
+    "modalities",
+    "metadata",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "stream",
+    "stream_options",
 )
 
 

@@ -31,7 +31,8 @@ class OpenAICompatible:
             if parameter in body and provider.vendor not in vendors:
                 raise InvalidRequest(
                     f"{parameter} is not supported by provider {provider.name} ({provider.vendor}).",
-                    param=parameter, code="unsupported_parameter",
+                    param=parameter,
+                    code="unsupported_parameter",
                 )
 
     async def list_models(self, provider: Provider) -> list[str]:
@@ -41,10 +42,14 @@ class OpenAICompatible:
     async def complete(self, route: Route, body: dict[str, Any]) -> dict[str, Any]:
         request = {key: value for key, value in body.items() if key != "stream_options"}
         request.update(model=route.upstream_id, stream=False)
-        answer = await self._calls.json(route.provider, "POST", _url(route.provider), headers=_headers(route.provider), json_body=request)
+        answer = await self._calls.json(
+            route.provider, "POST", _url(route.provider), headers=_headers(route.provider), json_body=request
+        )
         if not _shaped(answer, "message"):
-            raise UpstreamError(f"Provider {route.provider.name} answered something that is not a chat completion.",
-                                code="invalid_upstream_response")
+            raise UpstreamError(
+                f"Provider {route.provider.name} answered something that is not a chat completion.",
+                code="invalid_upstream_response",
+            )
         return answer
 
     async def stream(self, route: Route, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
@@ -52,7 +57,9 @@ class OpenAICompatible:
         # Usage is always asked for: it is recorded even when the client did not ask to see it.
         request = {**body, "model": route.upstream_id, "stream": True, "stream_options": {"include_usage": True}}
         provider = route.provider
-        async with self._calls.open(provider, "POST", _url(provider), stream=True, headers=_headers(provider), json_body=request) as response:
+        async with self._calls.open(
+            provider, "POST", _url(provider), stream=True, headers=_headers(provider), json_body=request
+        ) as response:
             async for events in sse_client.event_batches(provider, response):
                 chunks = []
                 for _, data in events:
@@ -74,12 +81,15 @@ def _chunk(provider: Provider, data: bytes) -> dict[str, Any]:
     try:
         chunk = json_codec.loads(data)
     except (ValueError, RecursionError):  # RecursionError: nested too deep to parse (not an internal error)
-        raise UpstreamError(f"Provider {provider.name} sent an event that is not JSON.", code="invalid_upstream_response") from None
+        raise UpstreamError(
+            f"Provider {provider.name} sent an event that is not JSON.", code="invalid_upstream_response"
+        ) from None
     if isinstance(chunk, dict) and ("error" in chunk or chunk.get("object") == "error"):
         raise UpstreamError(f"Provider {provider.name} failed mid-answer: {_error_text(chunk)}")
     if not _shaped(chunk, "delta"):
-        raise UpstreamError(f"Provider {provider.name} sent an event that is not a chat completion chunk.",
-                            code="invalid_upstream_response")
+        raise UpstreamError(
+            f"Provider {provider.name} sent an event that is not a chat completion chunk.", code="invalid_upstream_response"
+        )
     return chunk
 
 

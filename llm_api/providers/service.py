@@ -107,7 +107,7 @@ class Providers:
     async def _sync(self, provider: Provider, wait: float) -> None:
         try:
             found = await asyncio.wait_for(self.adapter(provider).list_models(provider), wait)
-        except (ApiError, asyncio.TimeoutError) as error:
+        except (TimeoutError, ApiError) as error:
             reason = error.message if isinstance(error, ApiError) else "no answer in time"
             log.warning("cannot list the models of provider %s: %s", provider.name, reason)
             self._sync_due[provider.id] = time.monotonic() + self._settings.provider_refresh_interval
@@ -146,9 +146,13 @@ class Providers:
         if current["source"] != "api" and owned:
             raise Conflict(
                 f"Provider {current['name']} is defined in {_SOURCE_NAMES[current['source']]}: change its {owned[0]} there "
-                "(only active and metadata can be changed here).", param=owned[0], code="provider_managed_by_config",
+                "(only active and metadata can be changed here).",
+                param=owned[0],
+                code="provider_managed_by_config",
             )
-        changes: dict[str, Any] = {name: fields[name] for name in ("name", "base_url", "aliases", "active", "metadata") if name in fields}
+        changes: dict[str, Any] = {
+            name: fields[name] for name in ("name", "base_url", "aliases", "active", "metadata") if name in fields
+        }
         if "models" in fields:
             changes["models"] = list(fields["models"]) if fields["models"] is not None else None
         if "api_key" in fields:
@@ -171,7 +175,8 @@ class Providers:
         if current["source"] != "api":
             raise Conflict(
                 f"Provider {current['name']} is defined in {_SOURCE_NAMES[current['source']]}: remove it there, "
-                "or deactivate it here.", code="provider_managed_by_config",
+                "or deactivate it here.",
+                code="provider_managed_by_config",
             )
         if not await rows.delete(self._db, provider_id):
             raise _missing(provider_id)
@@ -179,13 +184,25 @@ class Providers:
 
     def view(self, row: dict) -> models.Provider:
         """A provider as the admin API shows it: never the key, only its last four characters."""
-        return models.Provider.model_validate({
-            "id": row["id"], "object": "provider", "name": row["name"], "vendor": row["vendor"], "base_url": row["base_url"],
-            "has_api_key": row["api_key_sealed"] is not None, "api_key_hint": row["api_key_hint"], "source": row["source"],
-            "active": row["active"], "models": row["models"] if row["models"] is not None else row["discovered_models"],
-            "aliases": row["aliases"], "metadata": row["metadata"], "last_synced_at": unix(row["last_synced_at"]),
-            "created_at": unix(row["created_at"]), "updated_at": unix(row["updated_at"]),
-        })
+        return models.Provider.model_validate(
+            {
+                "id": row["id"],
+                "object": "provider",
+                "name": row["name"],
+                "vendor": row["vendor"],
+                "base_url": row["base_url"],
+                "has_api_key": row["api_key_sealed"] is not None,
+                "api_key_hint": row["api_key_hint"],
+                "source": row["source"],
+                "active": row["active"],
+                "models": row["models"] if row["models"] is not None else row["discovered_models"],
+                "aliases": row["aliases"],
+                "metadata": row["metadata"],
+                "last_synced_at": unix(row["last_synced_at"]),
+                "created_at": unix(row["created_at"]),
+                "updated_at": unix(row["updated_at"]),
+            }
+        )
 
     async def _listed_models(self, provider: Provider) -> list[str]:
         """The provider's model list, for an admin who just pointed us at it: failing is a 502 saying why."""
@@ -194,7 +211,8 @@ class Providers:
         except ApiError as error:
             raise UpstreamError(
                 f"Cannot list the models of provider {provider.name} ({error.message}); fix base_url or api_key, "
-                "or give its models explicitly.", code="model_listing_failed",
+                "or give its models explicitly.",
+                code="model_listing_failed",
             ) from None
 
     # ------------------------------------------------------------------ rows
@@ -202,9 +220,17 @@ class Providers:
     def _spec_row(self, spec: ProviderSpec) -> dict[str, Any]:
         sealed, hint = self._sealed(spec.api_key)
         return {
-            "name": spec.name, "vendor": spec.vendor, "base_url": spec.base_url, "api_key_sealed": sealed, "api_key_hint": hint,
-            "models": list(spec.models) if spec.models is not None else None, "aliases": spec.aliases,
-            "metadata": spec.metadata, "active": spec.active, "source": spec.source, "source_position": spec.position,
+            "name": spec.name,
+            "vendor": spec.vendor,
+            "base_url": spec.base_url,
+            "api_key_sealed": sealed,
+            "api_key_hint": hint,
+            "models": list(spec.models) if spec.models is not None else None,
+            "aliases": spec.aliases,
+            "metadata": spec.metadata,
+            "active": spec.active,
+            "source": spec.source,
+            "source_position": spec.position,
         }
 
     def _sealed(self, api_key: str | None) -> tuple[bytes | None, str | None]:
@@ -220,10 +246,17 @@ class Providers:
             except SealError as error:
                 log.error("provider %s: %s; calling it without a key", row["name"], error)
         return Provider(
-            id=row.get("id", ""), name=row["name"], vendor=row["vendor"], base_url=row["base_url"], api_key=api_key,
+            id=row.get("id", ""),
+            name=row["name"],
+            vendor=row["vendor"],
+            base_url=row["base_url"],
+            api_key=api_key,
             configured_models=tuple(row["models"]) if row.get("models") is not None else None,
-            discovered_models=tuple(row.get("discovered_models") or ()), aliases=dict(row.get("aliases") or {}),
-            metadata=dict(row.get("metadata") or {}), active=row["active"], source=row["source"],
+            discovered_models=tuple(row.get("discovered_models") or ()),
+            aliases=dict(row.get("aliases") or {}),
+            metadata=dict(row.get("metadata") or {}),
+            active=row["active"],
+            source=row["source"],
             created=unix(row.get("created_at")) or int(time.time()),
         )
 

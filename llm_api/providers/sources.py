@@ -90,9 +90,16 @@ def from_file(path: Path, environ: Mapping[str, str]) -> tuple[ProviderSpec, ...
 def spec_of(request: models.ProviderCreateRequest, *, source: str, position: int = 0) -> ProviderSpec:
     fields = plain(request)
     return ProviderSpec(
-        name=fields["name"], vendor=fields["vendor"], base_url=fields["base_url"], api_key=fields.get("api_key"),
-        models=fields.get("models"), aliases=fields.get("aliases", {}), active=fields["active"],
-        metadata=fields.get("metadata", {}), source=source, position=position,
+        name=fields["name"],
+        vendor=fields["vendor"],
+        base_url=fields["base_url"],
+        api_key=fields.get("api_key"),
+        models=fields.get("models"),
+        aliases=fields.get("aliases", {}),
+        active=fields["active"],
+        metadata=fields.get("metadata", {}),
+        source=source,
+        position=position,
     )
 
 
@@ -111,9 +118,21 @@ def from_environment(settings: Settings) -> list[ProviderSpec]:
     """The providers the OPENAI_API_KEY, ANTHROPIC_API_KEY, VLLM_BASE_URL and OLLAMA_BASE_URL shortcuts declare."""
     specs = []
     if settings.openai_api_key:
-        specs.append(ProviderSpec("openai", "openai", settings.openai_base_url or "https://api.openai.com/v1", settings.openai_api_key, None))
+        specs.append(
+            ProviderSpec(
+                "openai", "openai", settings.openai_base_url or "https://api.openai.com/v1", settings.openai_api_key, None
+            )
+        )
     if settings.anthropic_api_key:
-        specs.append(ProviderSpec("anthropic", "anthropic", settings.anthropic_base_url or "https://api.anthropic.com/v1", settings.anthropic_api_key, None))
+        specs.append(
+            ProviderSpec(
+                "anthropic",
+                "anthropic",
+                settings.anthropic_base_url or "https://api.anthropic.com/v1",
+                settings.anthropic_api_key,
+                None,
+            )
+        )
     if settings.vllm_base_url:
         specs.append(ProviderSpec("vllm", "vllm", settings.vllm_base_url, settings.vllm_api_key, None))
     if settings.ollama_base_url:

@@ -10,7 +10,6 @@ parser of the SSE specification.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -30,7 +29,7 @@ async def event_batches(provider: Provider, response: aiohttp.ClientResponse) ->
             events = splitter.feed(data)
             if events:
                 yield events
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise UpstreamTimeout(f"Provider {provider.name} did not complete its answer in time.") from None
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as error:
         raise UpstreamError(f"Provider {provider.name} broke off its answer: {str(error) or type(error).__name__}.") from None
@@ -58,7 +57,7 @@ class EventSplitter:
         if end < 0:
             self._pending = buffer
             return []
-        self._pending = buffer[end + 2:]
+        self._pending = buffer[end + 2 :]
         events: list[Event] = []
         for block in buffer[:end].split(b"\n\n"):
             if block.startswith(b"data: ") and b"\n" not in block:  # the common case: one data line

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,7 +19,14 @@ import aiohttp
 
 from llm_api.config import Settings
 from llm_api.errors import (
-    ApiError, InvalidRequest, NotFound, PayloadTooLarge, ProviderUnavailable, RateLimited, UpstreamError, UpstreamTimeout,
+    ApiError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ProviderUnavailable,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
 )
 from llm_api.providers.registry import Provider
 
@@ -39,15 +45,23 @@ class UpstreamCalls:
         """The provider's response, once its status says success; raises the mapped error otherwise."""
         try:
             async with self._session.request(
-                method, url, json=json_body, headers=headers, timeout=self._stream if stream else self._plain,
+                method,
+                url,
+                json=json_body,
+                headers=headers,
+                timeout=self._stream if stream else self._plain,
             ) as response:
                 if response.status >= 400:
                     raise await _refusal(provider, response)
                 yield response
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                aiohttp.ConnectionTimeoutError) as error:
+        except (
+            aiohttp.ClientConnectorError,
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientOSError,
+            aiohttp.ConnectionTimeoutError,
+        ) as error:
             raise ProviderUnavailable(f"Provider {provider.name} cannot be reached: {_reason(error)}.") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamTimeout(f"Provider {provider.name} did not answer in time.") from None
 
     async def json(self, provider: Provider, method: str, url: str, *, headers: dict, json_body: Any = None) -> Any:
@@ -59,7 +73,9 @@ class UpstreamCalls:
         try:
             return json.loads(body)
         except (ValueError, RecursionError):  # RecursionError: nested too deep to parse; was a 500, not a 502
-            raise UpstreamError(f"Provider {provider.name} answered something that is not JSON.", code="invalid_upstream_response") from None
+            raise UpstreamError(
+                f"Provider {provider.name} answered something that is not JSON.", code="invalid_upstream_response"
+            ) from None
 
 
 async def _refusal(provider: Provider, response: aiohttp.ClientResponse) -> ApiError:
@@ -81,8 +97,11 @@ async def _refusal(provider: Provider, response: aiohttp.ClientResponse) -> ApiE
     if status == 413:
         return PayloadTooLarge(said, code="upstream_request_too_large", upstream_status=status)
     if status in (401, 403):
-        return UpstreamError(f"Provider {provider.name} refused our credentials ({status}): {message}",
-                             code="upstream_auth_failed", upstream_status=status)
+        return UpstreamError(
+            f"Provider {provider.name} refused our credentials ({status}): {message}",
+            code="upstream_auth_failed",
+            upstream_status=status,
+        )
     if 400 <= status < 500:
         return InvalidRequest(said, code="upstream_invalid_request", upstream_status=status)
     return UpstreamError(said, upstream_status=status)
@@ -97,9 +116,9 @@ def upstream_message(body: bytes) -> str:
         return (text[:300] + "...") if len(text) > 300 else (text or "(no message)")
     if isinstance(data, dict):
         error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):      # OpenAI, Anthropic
+        if isinstance(error, dict) and error.get("message"):  # OpenAI, Anthropic
             return str(error["message"])
-        for key in ("message", "detail", "error"):                # vLLM, FastAPI, plain
+        for key in ("message", "detail", "error"):  # vLLM, FastAPI, plain
             if isinstance(data.get(key), str):
                 return data[key]
     return json.dumps(data)[:300]

@@ -37,15 +37,26 @@ async def access_log_middleware(request: web.Request, handler):
         seconds = time.perf_counter() - started
         operation = operation_of(request)
         request.app[METRICS].observe_request(
-            request.method, operation.path if operation is not None else None, status, seconds,
+            request.method,
+            operation.path if operation is not None else None,
+            status,
+            seconds,
         )
         duration_ms = round(seconds * 1000, 2)
         level = _level(status)
         log.log(
-            level, "%s %s %d %.2fms", request.method, request.path, status, duration_ms,
+            level,
+            "%s %s %d %.2fms",
+            request.method,
+            request.path,
+            status,
+            duration_ms,
             extra={
-                "request_id": request.get(REQUEST_ID), "method": request.method,
-                "route": route_template(request), "status": status, "duration_ms": duration_ms,
+                "request_id": request.get(REQUEST_ID),
+                "method": request.method,
+                "route": route_template(request),
+                "status": status,
+                "duration_ms": duration_ms,
                 **request.get(LOG_FIELDS, {}),  # the request's context is gone by now; its fields are not
             },
         )

@@ -44,7 +44,8 @@ async def _principal(request: web.Request) -> Principal:
         return await authenticator.from_gateway(request.headers, default_issuer=request.app[SETTINGS].token_issuer)
     raise Unauthorized(
         "Missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key: sk_...'.",
-        code="missing_credentials", headers={"WWW-Authenticate": 'Bearer realm="llm-api"'},
+        code="missing_credentials",
+        headers={"WWW-Authenticate": 'Bearer realm="llm-api"'},
     )
 
 

@@ -9,7 +9,13 @@ from aiohttp import web
 
 from llm_api.app_keys import REQUEST_ID, SETTINGS
 from llm_api.errors import (
-    ApiError, InternalError, InvalidRequest, MethodNotAllowed, NotFound, NotImplementedYet, PayloadTooLarge,
+    ApiError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    NotImplementedYet,
+    PayloadTooLarge,
 )
 from llm_api.server.responses import error_response
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from typing import TYPE_CHECKING
+
+from aiohttp import web
 
 from llm_api.app_keys import OPERATION_BY_ROUTE
 from llm_api.schemas.operation import Operation
@@ -29,6 +29,11 @@ def request_view(request: web.Request, operation: Operation, *, body: bytes | No
     from llm_api.contract.strict import contract_request  # openapi-core costs 22 MB: imported in strict mode only
 
     return contract_request(
-        operation, request.match_info, query=request.query, headers=request.headers,
-        cookies=request.cookies, body=body, content_type=request.content_type,
+        operation,
+        request.match_info,
+        query=request.query,
+        headers=request.headers,
+        cookies=request.cookies,
+        body=body,
+        content_type=request.content_type,
     )

@@ -30,7 +30,8 @@ async def charge(request: web.Request, key: str) -> None:
     if not decision.allowed:
         raise RateLimited(
             f"Rate limit of {decision.limit} requests per minute exceeded; retry in {decision.retry_after} s.",
-            code="rate_limit_exceeded", headers={"Retry-After": str(decision.retry_after)},
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(decision.retry_after)},
         )
 
 

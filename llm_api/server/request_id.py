@@ -33,10 +33,13 @@ async def request_id_middleware(request: web.Request, handler):
     fields_token = current_log_fields.set(request[LOG_FIELDS])
     try:
         if supplied is not None and not well_formed:
-            return error_response(InvalidRequest(
-                "X-Request-Id must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'.",
-                param="X-Request-Id", code="invalid_request_id",
-            ))
+            return error_response(
+                InvalidRequest(
+                    "X-Request-Id must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'.",
+                    param="X-Request-Id",
+                    code="invalid_request_id",
+                )
+            )
         return await handler(request)
     finally:
         current_request_id.reset(token)

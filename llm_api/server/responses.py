@@ -11,9 +11,7 @@ from pydantic import BaseModel
 from llm_api.errors import ApiError
 
 
-def json_response(
-    payload: BaseModel | Mapping, *, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
+def json_response(payload: BaseModel | Mapping, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """A JSON response; models are serialised by pydantic (absent optional fields are left out)."""
     if isinstance(payload, BaseModel):
         body = payload.model_dump_json(by_alias=True).encode()

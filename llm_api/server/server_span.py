@@ -26,12 +26,19 @@ def server_span_middleware(tracer: trace.Tracer):
     async def server_span(request: web.Request, handler):
         route = route_template(request)
         attributes = {
-            "http.request.method": request.method, "http.route": route, "url.path": request.path,
-            "url.scheme": request.scheme, "server.address": request.host,
+            "http.request.method": request.method,
+            "http.route": route,
+            "url.path": request.path,
+            "url.scheme": request.scheme,
+            "server.address": request.host,
         }
         with tracer.start_as_current_span(
-            f"{request.method} {route}", context=propagate.extract(request.headers), kind=SpanKind.SERVER,
-            attributes=attributes, record_exception=False, set_status_on_exception=False,
+            f"{request.method} {route}",
+            context=propagate.extract(request.headers),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             status = 500
             try:

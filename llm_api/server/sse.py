@@ -36,8 +36,9 @@ _DONE = b"data: [DONE]\n\n"
 Stream = AsyncIterator[list[dict[str, Any]] | StreamEnd]
 
 
-async def stream_response(request: web.Request, events: Stream, *, headers: Mapping[str, str],
-                          keepalive: float) -> web.StreamResponse:
+async def stream_response(
+    request: web.Request, events: Stream, *, headers: Mapping[str, str], keepalive: float
+) -> web.StreamResponse:
     """Relay ``events``; a failure raised before the first batch is an ordinary error response.
 
     From the first moment (the wait for the first batch included), a client that leaves cancels the
@@ -64,8 +65,9 @@ async def stream_response(request: web.Request, events: Stream, *, headers: Mapp
         await events.aclose()  # no-op when the stream has ended
 
 
-async def _relay(response: EventSourceResponse, watch: _ClientWatch, item: list[dict[str, Any]] | StreamEnd,
-                 events: Stream) -> None:
+async def _relay(
+    response: EventSourceResponse, watch: _ClientWatch, item: list[dict[str, Any]] | StreamEnd, events: Stream
+) -> None:
     while not isinstance(item, StreamEnd):
         await watch.write(response, _frames(item))
         item = await anext(events)

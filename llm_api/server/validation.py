@@ -84,14 +84,17 @@ def _body(request: web.Request, operation: Operation, raw: bytes) -> BaseModel |
     if request.content_type not in _JSON_TYPES:
         raise InvalidRequest(
             f"The body must be JSON, sent with Content-Type: application/json (got {request.content_type!r}).",
-            param="Content-Type", code="invalid_content_type",
+            param="Content-Type",
+            code="invalid_content_type",
         )
     if request.charset not in (None, "utf-8", "utf8"):
         raise InvalidRequest("JSON bodies must be UTF-8.", param="Content-Type", code="invalid_content_type")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise InvalidRequest(f"The body is not valid UTF-8 (byte {error.start}).", param="body", code="invalid_encoding") from None
+        raise InvalidRequest(
+            f"The body is not valid UTF-8 (byte {error.start}).", param="body", code="invalid_encoding"
+        ) from None
     _refuse_non_finite_numbers(raw)
     try:
         return operation.body_model.model_validate_json(raw, strict=True)
@@ -134,7 +137,9 @@ def _refuse_non_finite_numbers(raw: bytes) -> None:
         return
     except ValueError as error:
         if "non-finite" in str(error):
-            raise InvalidRequest("JSON numbers must be finite (NaN and Infinity are not JSON).", param="body", code="invalid_json") from None
+            raise InvalidRequest(
+                "JSON numbers must be finite (NaN and Infinity are not JSON).", param="body", code="invalid_json"
+            ) from None
         # Other syntax errors are reported by the model parser, with its own message.
 
 

@@ -100,7 +100,7 @@ class _Arbiter(BaseApplication):
 
         return runner
 
-    def _worker_exited(self, arbiter: Any, worker: Any) -> None:
+    def _worker_exited(self, _arbiter: Any, worker: Any) -> None:
         from llm_api.observability.metrics import mark_worker_dead  # after the metrics directory is set
 
         assert self._settings.prometheus_multiproc_dir is not None

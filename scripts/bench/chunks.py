@@ -80,8 +80,10 @@ def build_cases(short: int, long: int) -> list[Case]:
 
 # --- setting up -------------------------------------------------------------------------------------------------
 
-def start_llm_api(stack: ExitStack, args: argparse.Namespace, upstream: h.Server, name: str,
-                  executable: Path | None = None) -> Target:
+
+def start_llm_api(
+    stack: ExitStack, args: argparse.Namespace, upstream: h.Server, name: str, executable: Path | None = None
+) -> Target:
     """One worker of an llm-api build on a database of its own (an older build may not know a newer
     one's migrations), a guest logged in; stopped, and its database dropped, with ``stack``."""
     dsn = stack.enter_context(h.fresh_database(args.dsn))
@@ -91,13 +93,14 @@ def start_llm_api(stack: ExitStack, args: argparse.Namespace, upstream: h.Server
     base = f"http://127.0.0.1:{server.port}"
     token, _ = h.login_guests(base, 1)[0]
     h.wait_model_listed(base, token, server)
-    return Target(name, url_of(server), server, h.GATEWAY_MODEL, [(token, None)],
-                  dbname=re.search(r"dbname=(\S+)", dsn).group(1))
+    return Target(name, url_of(server), server, h.GATEWAY_MODEL, [(token, None)], dbname=re.search(r"dbname=(\S+)", dsn).group(1))
 
 
 def start_targets(stack: ExitStack, args: argparse.Namespace, upstream: h.Server) -> list[Target]:
-    targets = [Target("direct", url_of(upstream), upstream, h.UPSTREAM_MODEL, [("", None)]),
-               start_llm_api(stack, args, upstream, "llm-api")]
+    targets = [
+        Target("direct", url_of(upstream), upstream, h.UPSTREAM_MODEL, [("", None)]),
+        start_llm_api(stack, args, upstream, "llm-api"),
+    ]
     if args.baseline:
         label = args.baseline_label or h.build_label(args.baseline)
         print(f"baseline: {label} ({args.baseline})", file=sys.stderr, flush=True)
@@ -106,6 +109,7 @@ def start_targets(stack: ExitStack, args: argparse.Namespace, upstream: h.Server
 
 
 # --- summarising ------------------------------------------------------------------------------------------------
+
 
 def per_chunk(combined: dict, target: str, short: int, long: int) -> dict:
     """The figures of one target: what a chunk adds (the long stream's cost minus the short one's, over
@@ -138,8 +142,7 @@ def per_chunk(combined: dict, target: str, short: int, long: int) -> dict:
 
 def summarise(combined: dict, targets: list[str], cases: list[Case], short: int, long: int) -> dict:
     figures = {target: per_chunk(combined, target, short, long) for target in targets}
-    headroom = [ratio(figure(combined, case, "direct", "rps"), figure(combined, case, "llm-api", "rps"))
-                for case in cases]
+    headroom = [ratio(figure(combined, case, "direct", "rps"), figure(combined, case, "llm-api", "rps")) for case in cases]
     return {
         "per_target": figures,
         # The llm-api figures the checks read.
@@ -155,51 +158,82 @@ def baseline_ratios(figures: dict, current: str, baseline: str) -> dict[str, flo
 
 # --- rendering --------------------------------------------------------------------------------------------------
 
+
 def render(report: dict, cases: list[Case]) -> str:
     meta, summary = report["meta"], report["summary"]
-    checks = [("stream_fixed_cost_ms",
-               f"fixed cost of a stream, c=1, p50 ({meta['chunks'][0]}-chunk stream − plain answer, llm-api)",
-               1.0, "max", "ms")]
-    sections = [_render_header(meta), "\n".join(matrix.render_checks(checks, summary)),
-                _render_per_chunk(report), matrix.render_check_failures(report["check_failures"]),
-                matrix.render_results(report["combined"], cases, report["targets"])]
+    checks = [
+        (
+            "stream_fixed_cost_ms",
+            f"fixed cost of a stream, c=1, p50 ({meta['chunks'][0]}-chunk stream − plain answer, llm-api)",
+            1.0,
+            "max",
+            "ms",
+        )
+    ]
+    sections = [
+        _render_header(meta),
+        "\n".join(matrix.render_checks(checks, summary)),
+        _render_per_chunk(report),
+        matrix.render_check_failures(report["check_failures"]),
+        matrix.render_results(report["combined"], cases, report["targets"]),
+    ]
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
 def _render_header(meta: dict) -> str:
     short, long = meta["chunks"]
     against = f" against `{meta['baseline']['label']}`" if meta["baseline"] else ""
-    return matrix.render_header("Per-chunk streaming benchmark", meta, f"{against}, one llm-api worker",
-                                f"streams of {short} and {long} content chunks{_pacing(meta['chunk_interval_s'])}, "
-                                "every case measured with loadgen.py")
+    return matrix.render_header(
+        "Per-chunk streaming benchmark",
+        meta,
+        f"{against}, one llm-api worker",
+        f"streams of {short} and {long} content chunks{_pacing(meta['chunk_interval_s'])}, every case measured with loadgen.py",
+    )
 
 
 def _pacing(interval: float) -> str:
-    return f" paced {interval * 1000:g} ms apart (wall and p50 figures are the pacing's)" if interval else \
-        " sent by the fake in one write"
+    return (
+        f" paced {interval * 1000:g} ms apart (wall and p50 figures are the pacing's)"
+        if interval
+        else " sent by the fake in one write"
+    )
 
 
 def _render_per_chunk(report: dict) -> str:
     meta, summary = report["meta"], report["summary"]
-    lines = ["### Per relayed chunk", "", _per_chunk_legend(*meta["chunks"]), "",
-             _row(["target", *(heading for _, heading, _ in FIGURES)]), "| --- |" + " ---: |" * len(FIGURES)]
+    lines = [
+        "### Per relayed chunk",
+        "",
+        _per_chunk_legend(*meta["chunks"]),
+        "",
+        _row(["target", *(heading for _, heading, _ in FIGURES)]),
+        "| --- |" + " ---: |" * len(FIGURES),
+    ]
     for target, figures in summary["per_target"].items():
         lines.append(_row([target, *(fmt(figures[key], digits) for key, _, digits in FIGURES)]))
     if meta["baseline"]:
         ratios = report["baseline_ratios"]
-        lines.append(_row([f"llm-api / {meta['baseline']['label']}",
-                           *("–" if ratios[key] is None else f"{ratios[key]:.2f}×" for key, _, _ in FIGURES)]))
+        lines.append(
+            _row(
+                [
+                    f"llm-api / {meta['baseline']['label']}",
+                    *("–" if ratios[key] is None else f"{ratios[key]:.2f}×" for key, _, _ in FIGURES),
+                ]
+            )
+        )
     headroom = fmt(summary["client_headroom_min"], 1)
     lines += ["", f"The direct path ran at least {headroom}× llm-api's rate in every case (the client's headroom)."]
     return "\n".join(lines)
 
 
 def _per_chunk_legend(short: int, long: int) -> str:
-    return (f"Per chunk: (figure of a {long}-chunk stream − of a {short}-chunk one) / {long - short}. CPU: the "
-            "server process's CPU time over the streams it completed (for `direct`, the fake's). Wall: "
-            f"1/rps at c={SATURATED}, one worker saturated (for `direct`, the load client's limit). "
-            f"`stream − plain`: p50 of the {short}-chunk stream minus p50 of the plain answer of {short} words, "
-            "at c=1. With a baseline, the last row: the current build's figure over the baseline's (below 1: it spends less).")
+    return (
+        f"Per chunk: (figure of a {long}-chunk stream − of a {short}-chunk one) / {long - short}. CPU: the "
+        "server process's CPU time over the streams it completed (for `direct`, the fake's). Wall: "
+        f"1/rps at c={SATURATED}, one worker saturated (for `direct`, the load client's limit). "
+        f"`stream − plain`: p50 of the {short}-chunk stream minus p50 of the plain answer of {short} words, "
+        "at c=1. With a baseline, the last row: the current build's figure over the baseline's (below 1: it spends less)."
+    )
 
 
 def _row(cells: list[str]) -> str:
@@ -207,6 +241,7 @@ def _row(cells: list[str]) -> str:
 
 
 # --- the command ------------------------------------------------------------------------------------------------
+
 
 def main() -> None:
     args = _parser().parse_args()
@@ -222,8 +257,9 @@ def main() -> None:
         targets = start_targets(stack, args, upstream)
         check_failures = matrix.check_targets(targets, cases)
         background = matrix.background_load()
-        runs = matrix.run_matrix(targets, cases, upstream, rounds=args.rounds, duration=args.duration,
-                                 warmup=args.warmup, use_wrk=False)
+        runs = matrix.run_matrix(
+            targets, cases, upstream, rounds=args.rounds, duration=args.duration, warmup=args.warmup, use_wrk=False
+        )
 
     combined = matrix.combine(runs)
     names = [t.name for t in targets]
@@ -231,10 +267,19 @@ def main() -> None:
     baseline = {"label": names[2], "executable": str(args.baseline)} if args.baseline else None
     report = {
         "meta": {
-            "date": matrix.now(), "commit": h.git_commit(h.ROOT), "baseline": baseline,
-            "workers": 1, "duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
-            "chunks": [short, long], "chunk_interval_s": args.chunk_interval, "saturated_concurrency": SATURATED,
-            "quick": args.quick, "cpus": matrix.cpus(), "python": platform.python_version(),
+            "date": matrix.now(),
+            "commit": h.git_commit(h.ROOT),
+            "baseline": baseline,
+            "workers": 1,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "chunks": [short, long],
+            "chunk_interval_s": args.chunk_interval,
+            "saturated_concurrency": SATURATED,
+            "quick": args.quick,
+            "cpus": matrix.cpus(),
+            "python": platform.python_version(),
             "background_cores": background,
         },
         "targets": names,
@@ -250,12 +295,24 @@ def main() -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     matrix.add_run_options(parser, "chunks", "chunks-quick")
-    parser.add_argument("--chunks", type=int, nargs=2, default=[20, 200], metavar=("SHORT", "LONG"),
-                        help="content chunks of the short and the long stream (default 20 200)")
-    parser.add_argument("--chunk-interval", type=float, default=0.0, metavar="SECONDS",
-                        help="the fake's pause between a stream's events (default 0: the whole stream in one write)")
-    parser.add_argument("--baseline", type=Path, metavar="LLM_API",
-                        help="another build's `llm-api` executable, measured as a third target")
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        nargs=2,
+        default=[20, 200],
+        metavar=("SHORT", "LONG"),
+        help="content chunks of the short and the long stream (default 20 200)",
+    )
+    parser.add_argument(
+        "--chunk-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the fake's pause between a stream's events (default 0: the whole stream in one write)",
+    )
+    parser.add_argument(
+        "--baseline", type=Path, metavar="LLM_API", help="another build's `llm-api` executable, measured as a third target"
+    )
     parser.add_argument("--baseline-label", help="its name in the tables (default llm-api@<its checkout's commit>)")
     return parser
 

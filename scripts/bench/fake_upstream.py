@@ -38,13 +38,22 @@ CREATED = int(time.time())
 
 # --- canned bodies ---------------------------------------------------------------------------------------------
 
+
 def _json(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _response(status: str, body: bytes, content_type: bytes = b"application/json") -> bytes:
-    return (b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: " + content_type
-            + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status.encode()
+        + b"\r\nContent-Type: "
+        + content_type
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
 
 
 def _chunk(event: dict | str) -> bytes:
@@ -59,21 +68,44 @@ class Answer:
     def __init__(self, model: str, count: int) -> None:
         words = [f"word{i} " for i in range(count)]
         usage = {"prompt_tokens": 12, "total_tokens": 12 + count, "completion_tokens": count}
-        self.completion = _response("200 OK", _json({
-            "id": "chatcmpl-bench", "object": "chat.completion", "created": CREATED, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words), "refusal": None,
-                                                 "tool_calls": [], "reasoning_content": None},
-                         "logprobs": None, "finish_reason": "stop", "stop_reason": None}],
-            "usage": usage, "prompt_logprobs": None,
-        }))
+        self.completion = _response(
+            "200 OK",
+            _json(
+                {
+                    "id": "chatcmpl-bench",
+                    "object": "chat.completion",
+                    "created": CREATED,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": "".join(words),
+                                "refusal": None,
+                                "tool_calls": [],
+                                "reasoning_content": None,
+                            },
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                            "stop_reason": None,
+                        }
+                    ],
+                    "usage": usage,
+                    "prompt_logprobs": None,
+                }
+            ),
+        )
         head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": CREATED, "model": model}
 
         def delta(content: str, finish: str | None = None) -> dict:
             choice = {"index": 0, "delta": {"content": content}, "logprobs": None, "finish_reason": finish}
             return {**head, "choices": [choice]}
 
-        role = {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                                     "finish_reason": None}]}
+        role = {
+            **head,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}],
+        }
         self.stream_events = [_chunk(role), *(_chunk(delta(w)) for w in words), _chunk(delta("", "stop"))]
         self.usage_event = _chunk({**head, "choices": [], "usage": usage})
 
@@ -84,18 +116,38 @@ class Canned:
     def __init__(self, model: str, chunks: int) -> None:
         self.model = model
         self.chunks = chunks
-        self.models = _response("200 OK", _json({"object": "list", "data": [{
-            "id": model, "object": "model", "created": CREATED, "owned_by": "vllm", "root": model,
-            "parent": None, "max_model_len": 32768, "permission": [],
-        }]}))
+        self.models = _response(
+            "200 OK",
+            _json(
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": model,
+                            "object": "model",
+                            "created": CREATED,
+                            "owned_by": "vllm",
+                            "root": model,
+                            "parent": None,
+                            "max_model_len": 32768,
+                            "permission": [],
+                        }
+                    ],
+                }
+            ),
+        )
         # The stream's framing: response head, and the final zero-length chunk after [DONE].
-        self.stream_head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-                            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+        self.stream_head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         self.stream_tail = _chunk("[DONE]") + b"0\r\n\r\n"
-        self.not_found = _response("404 Not Found", _json({"error": {"message": "not found", "type": "NotFoundError",
-                                                                     "code": 404}}))
-        self.bad_request = _response("400 Bad Request", _json({"error": {"message": "invalid JSON body",
-                                                                         "type": "BadRequestError", "code": 400}}))
+        self.not_found = _response(
+            "404 Not Found", _json({"error": {"message": "not found", "type": "NotFoundError", "code": 404}})
+        )
+        self.bad_request = _response(
+            "400 Bad Request", _json({"error": {"message": "invalid JSON body", "type": "BadRequestError", "code": 400}})
+        )
         self._answers: dict[int, Answer] = {}
 
     def answer(self, request: dict) -> Answer:
@@ -160,7 +212,7 @@ class Upstream(asyncio.Protocol):
             length = _content_length(headers)
             if len(buffer) < start + length:
                 return None
-            body, consumed = bytes(buffer[start:start + length]), start + length
+            body, consumed = bytes(buffer[start : start + length]), start + length
         del buffer[:consumed]
         return method, path, body, b"connection: close" in headers
 
@@ -218,7 +270,7 @@ def _content_length(headers: bytes) -> int:
     if at < 0:
         return 0
     end = headers.find(b"\r\n", at)
-    return int(headers[at + 15:end if end >= 0 else len(headers)])
+    return int(headers[at + 15 : end if end >= 0 else len(headers)])
 
 
 def _dechunk(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
@@ -234,11 +286,12 @@ def _dechunk(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
             return (bytes(body), trailer_end + 4) if trailer_end >= 0 else None
         if len(buffer) < line_end + 2 + size + 2:
             return None
-        body += buffer[line_end + 2:line_end + 2 + size]
+        body += buffer[line_end + 2 : line_end + 2 + size]
         at = line_end + 2 + size + 2
 
 
 # --- serving ---------------------------------------------------------------------------------------------------
+
 
 def _listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

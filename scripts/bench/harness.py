@@ -45,14 +45,21 @@ _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 # --- small helpers ----------------------------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def http(method: str, url: str, body: dict | None = None, token: str | None = None,
-         timeout: float = 10, headers: dict[str, str] | None = None) -> tuple[int, dict | str]:
+def http(
+    method: str,
+    url: str,
+    body: dict | None = None,
+    token: str | None = None,
+    timeout: float = 10,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict | str]:
     """(status, parsed JSON or text) of one request; (0, reason) when nothing answered."""
     headers = {"Content-Type": "application/json", **(headers or {})}
     if token:
@@ -72,8 +79,7 @@ def http(method: str, url: str, body: dict | None = None, token: str | None = No
         return status, raw.decode(errors="replace")
 
 
-def chat_body(model: str, *, stream: bool, conversation: str | None = None,
-              max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
+def chat_body(model: str, *, stream: bool, conversation: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
     """The request every target gets: a short user message; streams ask for the usage chunk.
     The fake upstream answers ``min(max_tokens, its --chunks)`` words (content chunks when streamed)."""
     body: dict = {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": max_tokens}
@@ -86,6 +92,7 @@ def chat_body(model: str, *, stream: bool, conversation: str | None = None,
 
 
 # --- /proc ------------------------------------------------------------------------------------------------------
+
 
 def _stat_fields(pid: int) -> list[str]:
     """/proc/<pid>/stat after the command name (which may hold spaces): state, ppid, ...; [] if gone."""
@@ -242,20 +249,21 @@ class Server:
 def stop_on_sigterm() -> None:
     """SIGTERM ends the script as Ctrl-C does, through its ``finally`` blocks: everything it started
     (servers, load clients, the scratch database) is stopped, not orphaned."""
+
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def start_process(name: str, argv: list[str], port: int, env: dict[str, str] | None = None,
-                  cwd: Path | None = None) -> Server:
+def start_process(name: str, argv: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None) -> Server:
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path = LOGS / f"{name}.log"
     log = log_path.open("w")
     started = time.perf_counter()
-    popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                             cwd=cwd, start_new_session=True)
+    popen = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True
+    )
     log.close()  # the child has its own descriptor
     return Server(name, popen, port, log_path, started)
 
@@ -284,11 +292,25 @@ def wait_healthy(server: Server, url: str, timeout: float) -> float:
     raise RuntimeError(f"{server.name} not healthy at {url} after {timeout} s:\n{server.log_tail()}")
 
 
-def start_fake_upstream(port: int, workers: int = 1, chunks: int = 20, name: str = "fake-upstream",
-                        chunk_interval: float = 0.0) -> Server:
-    server = start_process(name, [sys.executable, str(BENCH / "fake_upstream.py"), "--port", str(port),
-                                  "--workers", str(workers), "--chunks", str(chunks),
-                                  "--chunk-interval", str(chunk_interval)], port)
+def start_fake_upstream(
+    port: int, workers: int = 1, chunks: int = 20, name: str = "fake-upstream", chunk_interval: float = 0.0
+) -> Server:
+    server = start_process(
+        name,
+        [
+            sys.executable,
+            str(BENCH / "fake_upstream.py"),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--chunks",
+            str(chunks),
+            "--chunk-interval",
+            str(chunk_interval),
+        ],
+        port,
+    )
     return started(server, f"http://127.0.0.1:{port}/v1/models", timeout=10)
 
 
@@ -298,7 +320,7 @@ def _gateway_variables() -> set[str]:
         from llm_api.config import Settings
 
         return {f.alias for f in Settings.model_fields.values() if f.alias}
-    except Exception:  # noqa: BLE001 -- an llm-api being edited may not import: the prefixes below still apply
+    except Exception:
         return set()
 
 
@@ -306,21 +328,36 @@ def gateway_env(*, port: int, dsn: str, secret: str, upstream_port: int, extra: 
     """llm-api's default settings but for what the benchmark needs: an external database, the fake
     upstream as the vLLM provider, quiet logs, and a rate limit that is on but never reached."""
     drop = _gateway_variables()
-    env = {k: v for k, v in os.environ.items()
-           if k not in drop and not k.lower().endswith("_proxy")
-           and not k.startswith(("OPENAI_", "ANTHROPIC_", "VLLM_", "OLLAMA_", "OTEL_", "KEYCLOAK_", "DB_", "LLM_API_"))}
-    env.update({
-        "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
-        "DB_POSTGRESQL_WRITE_DSN": dsn, "LLM_API_SECRET_KEY": secret,
-        "VLLM_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
-        "LOG_LEVEL": "warning", "RATE_LIMIT_PER_MINUTE": "100000000",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in drop
+        and not k.lower().endswith("_proxy")
+        and not k.startswith(("OPENAI_", "ANTHROPIC_", "VLLM_", "OLLAMA_", "OTEL_", "KEYCLOAK_", "DB_", "LLM_API_"))
+    }
+    env.update(
+        {
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(port),
+            "DB_POSTGRESQL_WRITE_DSN": dsn,
+            "LLM_API_SECRET_KEY": secret,
+            "VLLM_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+            "LOG_LEVEL": "warning",
+            "RATE_LIMIT_PER_MINUTE": "100000000",
+        }
+    )
     env.update(extra or {})
     return env
 
 
-def start_gateway(env: dict[str, str], workers: int, name: str = "llm-api", wrapper: list[str] | None = None,
-                  health_timeout: float = 60, executable: Path | None = None) -> Server:
+def start_gateway(
+    env: dict[str, str],
+    workers: int,
+    name: str = "llm-api",
+    wrapper: list[str] | None = None,
+    health_timeout: float = 60,
+    executable: Path | None = None,
+) -> Server:
     """``llm-api serve --workers N``; returns once /v1/healthz answers (``healthy_after`` is set).
     ``executable``: another build's ``llm-api`` (an older checkout's virtualenv) instead of this one's."""
     argv = [str(executable or VENV_BIN / "llm-api"), "serve", "--workers", str(workers)]
@@ -336,13 +373,19 @@ def build_label(executable: Path) -> str:
     python = executable.with_name("python")
     if not python.exists():
         return "llm-api@baseline"
-    found = subprocess.run([str(python), "-c", "import llm_api, os; print(os.path.dirname(llm_api.__file__))"],
-                           check=False, capture_output=True, text=True, cwd="/")
+    found = subprocess.run(
+        [str(python), "-c", "import llm_api, os; print(os.path.dirname(llm_api.__file__))"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     return "llm-api@" + (git_commit(Path(found.stdout.strip())) if found.returncode == 0 else "baseline")
 
 
 def git_commit(where: Path) -> str:
     """Short commit of the repository ``where`` is in, ``+dirty`` when llm_api/ has changes; "unknown" outside one."""
+
     def git(*argv: str) -> str:
         return subprocess.run(["git", "-C", str(where), *argv], check=False, capture_output=True, text=True).stdout.strip()
 
@@ -396,8 +439,13 @@ def start_litellm(binary: Path, port: int, upstream_port: int, workers: int) -> 
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     # No network here: the bundled cost map instead of a download that would time out at start-up.
     env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
-    server = start_process("litellm", [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                                       "--num_workers", str(workers)], port, env=env, cwd=LOGS)
+    server = start_process(
+        "litellm",
+        [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", str(workers)],
+        port,
+        env=env,
+        cwd=LOGS,
+    )
     return started(server, f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
 
 
@@ -416,6 +464,7 @@ def start_portkey(executable: Path, port: int) -> Server:
 
 
 # --- the database -----------------------------------------------------------------------------------------------
+
 
 def _admin(dsn: str, statement: str) -> None:
     import psycopg2
@@ -443,6 +492,7 @@ def fresh_database(admin_dsn: str) -> Iterator[str]:
 
 
 # --- load clients -----------------------------------------------------------------------------------------------
+
 
 def write_requests(path: Path, lines: list[tuple[str, dict]], headers: dict[str, str] | None = None) -> Path:
     """The request file of wrk_chat.lua and loadgen.py: ``<token><TAB><JSON body>`` per line, then
@@ -473,16 +523,20 @@ class Load:
             raise RuntimeError(f"{self.kind} load client failed ({self.popen.returncode}): {err.strip()[-2000:]}")
         if self.kind == "python":
             return json.loads(out)
-        line = next((l for l in out.splitlines() if l.startswith("BENCH_JSON ")), None)
+        line = next((printed for printed in out.splitlines() if printed.startswith("BENCH_JSON ")), None)
         if line is None:
             raise RuntimeError(f"wrk printed no summary:\n{out}\n{err}")
-        raw = json.loads(line[len("BENCH_JSON "):])
+        raw = json.loads(line[len("BENCH_JSON ") :])
         errors = {k: v for k, v in raw["errors"].items() if v}
         ok = raw["requests"] - raw["errors"]["status"]  # wrk counts answers >= 400 as requests too
         duration = raw["duration_us"] / 1e6
         return {
-            "requests": ok, "errors": errors, "duration_s": duration, "rps": ok / duration,
-            "latency_ms": {k: raw["latency_us"][k] / 1000 for k in ("p50", "p90", "p99")}, "ttfc_ms": None,
+            "requests": ok,
+            "errors": errors,
+            "duration_s": duration,
+            "rps": ok / duration,
+            "latency_ms": {k: raw["latency_us"][k] / 1000 for k in ("p50", "p90", "p99")},
+            "ttfc_ms": None,
         }
 
 
@@ -490,12 +544,34 @@ def start_load(kind: str, url: str, requests_file: Path, concurrency: int, durat
     if kind == "wrk":
         # Two threads at most: the machine the targets were set for has two cores, shared with the servers.
         threads = min(concurrency, 2)
-        argv = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{duration}s", "--timeout", "10s",
-                "-s", str(BENCH / "wrk_chat.lua"), url]
+        argv = [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(BENCH / "wrk_chat.lua"),
+            url,
+        ]
         env = {**os.environ, "BENCH_REQUESTS": str(requests_file)}
     else:
-        argv = [sys.executable, str(BENCH / "loadgen.py"), "--url", url, "--requests-file", str(requests_file),
-                "--concurrency", str(concurrency), "--duration", str(duration)]
+        argv = [
+            sys.executable,
+            str(BENCH / "loadgen.py"),
+            "--url",
+            url,
+            "--requests-file",
+            str(requests_file),
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(duration),
+        ]
         env = None
     popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     return Load(kind, popen, duration)

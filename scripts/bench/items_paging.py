@@ -62,7 +62,7 @@ from llm_api.db.conversations import _ITEM_PAGES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness as h  # noqa: E402 -- the benchmarks' shared helpers (a fresh database)
+import harness as h
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "items_paging.json"
@@ -74,14 +74,20 @@ WARMUP = 30
 
 # --- the database and the service -----------------------------------------------------------------------
 
+
 class Service:
     """The app on a free loopback port, in this process."""
 
     def __init__(self, dsn: str, data_dir: str) -> None:
-        self.settings = Settings.model_validate({
-            "DB_POSTGRESQL_WRITE_DSN": dsn, "LLM_API_SECRET_KEY": BENCH_SECRET_KEY,
-            "OPENAPI_STRICT_VALIDATION": False, "RATE_LIMIT_PER_MINUTE": 0, "LLM_API_DATA_DIR": data_dir,
-        })
+        self.settings = Settings.model_validate(
+            {
+                "DB_POSTGRESQL_WRITE_DSN": dsn,
+                "LLM_API_SECRET_KEY": BENCH_SECRET_KEY,
+                "OPENAPI_STRICT_VALIDATION": False,
+                "RATE_LIMIT_PER_MINUTE": 0,
+                "LLM_API_DATA_DIR": data_dir,
+            }
+        )
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -101,24 +107,46 @@ class Service:
 
 # --- setup through the API ----------------------------------------------------------------------------
 
+
 def batch_of_items(start: int) -> list[dict]:
     """Twenty plausible chat items: alternating questions and answers of a few sentences."""
     items = []
     for n in range(start, start + BATCH):
         if n % 2 == 0:
-            items.append({"type": "message", "role": "user", "content": [
-                {"type": "input_text", "text": f"Question {n}: how would you plan day {n % 7 + 1} of a trip to Lyon, "
-                                               "with a museum in the morning and a long lunch?"}]})
+            items.append(
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "input_text",
+                            "text": f"Question {n}: how would you plan day {n % 7 + 1} of a trip to Lyon, "
+                            "with a museum in the morning and a long lunch?",
+                        }
+                    ],
+                }
+            )
         else:
-            items.append({"type": "message", "role": "assistant", "content": [
-                {"type": "output_text", "annotations": [],
-                 "text": f"Answer {n}: start at the Musee des Confluences when it opens, walk along the Saone, "
-                         "then book a bouchon in the Presqu'ile around one; keep the afternoon light."}]})
+            items.append(
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [
+                        {
+                            "type": "output_text",
+                            "annotations": [],
+                            "text": f"Answer {n}: start at the Musee des Confluences when it opens, walk along the Saone, "
+                            "then book a bouchon in the Presqu'ile around one; keep the afternoon light.",
+                        }
+                    ],
+                }
+            )
     return items
 
 
-async def fill(session: aiohttp.ClientSession, url: str, conversation_id: str, count: int, concurrency: int,
-               label: str) -> tuple[list[str], float]:
+async def fill(
+    session: aiohttp.ClientSession, url: str, conversation_id: str, count: int, concurrency: int, label: str
+) -> tuple[list[str], float]:
     """Add ``count`` items, BATCH per request, ``concurrency`` requests in flight.
 
     Returns the item ids in the order the service answered them (about their order in the
@@ -172,10 +200,11 @@ async def new_conversation(session: aiohttp.ClientSession, url: str, title: str)
 
 # --- measuring -------------------------------------------------------------------------------------
 
+
 @dataclass
 class Case:
-    name: str       # "first page" or "deep page"
-    query: str      # what the requests ask, for the report
+    name: str  # "first page" or "deep page"
+    query: str  # what the requests ask, for the report
     small_url: str  # the request on S
     large_url: str  # the same request on L
 
@@ -195,8 +224,9 @@ async def check_page(session: aiohttp.ClientSession, url: str) -> None:
     async with session.get(url) as response:
         page = await response.json()
     if response.status != 200 or len(page["data"]) != PAGE or not page["has_more"]:
-        raise RuntimeError(f"GET {url}: expected a full page with more after it, got {response.status} "
-                           f"{len(page.get('data', []))} items")
+        raise RuntimeError(
+            f"GET {url}: expected a full page with more after it, got {response.status} {len(page.get('data', []))} items"
+        )
 
 
 async def measure(session: aiohttp.ClientSession, case: Case, requests: int) -> dict[str, list[float]]:
@@ -221,9 +251,13 @@ def p90(values: list[float]) -> float:
 def summary(case: Case, samples: dict[str, list[float]]) -> dict:
     small, large = statistics.median(samples["S"]), statistics.median(samples["L"])
     return {
-        "case": case.name, "query": case.query, "samples": len(samples["S"]),
-        "small_median_ms": round(small, 3), "small_p90_ms": round(p90(samples["S"]), 3),
-        "large_median_ms": round(large, 3), "large_p90_ms": round(p90(samples["L"]), 3),
+        "case": case.name,
+        "query": case.query,
+        "samples": len(samples["S"]),
+        "small_median_ms": round(small, 3),
+        "small_p90_ms": round(p90(samples["S"]), 3),
+        "large_median_ms": round(large, 3),
+        "large_p90_ms": round(p90(samples["L"]), 3),
         "ratio_large_over_small": round(large / small, 3),
     }
 
@@ -235,8 +269,10 @@ def markdown(results: list[dict], small: int, large: int) -> str:
     ]
     for row in results:
         lines.append(f"| {row['case']} | S | {small:,} | {row['small_median_ms']:.2f} | {row['small_p90_ms']:.2f} | |")
-        lines.append(f"| {row['case']} | L | {large:,} | {row['large_median_ms']:.2f} | {row['large_p90_ms']:.2f} "
-                     f"| **{row['ratio_large_over_small']:.2f}** |")
+        lines.append(
+            f"| {row['case']} | L | {large:,} | {row['large_median_ms']:.2f} | {row['large_p90_ms']:.2f} "
+            f"| **{row['ratio_large_over_small']:.2f}** |"
+        )
     return "\n".join(lines)
 
 
@@ -265,6 +301,7 @@ def explain(dsn: str, conversation_id: str, after: str | None) -> list[str]:
 
 # --- the run -------------------------------------------------------------------------------------
 
+
 async def run(args: argparse.Namespace, dsn: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="llm-api-bench-") as data_dir:
         async with Service(dsn, data_dir) as service:
@@ -273,8 +310,11 @@ async def run(args: argparse.Namespace, dsn: str) -> dict:
             try:
                 small_id = await new_conversation(session, base, "S")
                 large_id = await new_conversation(session, base, "L")
-                print(f"service on {base}; filling S ({args.small:,} items) and L ({args.items:,} items), "
-                      f"{BATCH} per request, {args.concurrency} requests in flight", flush=True)
+                print(
+                    f"service on {base}; filling S ({args.small:,} items) and L ({args.items:,} items), "
+                    f"{BATCH} per request, {args.concurrency} requests in flight",
+                    flush=True,
+                )
                 started = time.perf_counter()
                 (small_ids, small_s), (large_ids, large_s) = await asyncio.gather(
                     fill(session, base, small_id, args.small, max(1, args.concurrency // 4), "S"),
@@ -285,8 +325,11 @@ async def run(args: argparse.Namespace, dsn: str) -> dict:
                     await fill(session, base, newer_id, args.newer, args.concurrency, "newer")
                 setup_seconds = time.perf_counter() - started
                 rate = args.items / large_s
-                print(f"setup: {args.small + args.items + args.newer:,} items in {setup_seconds:.1f} s "
-                      f"(L: {args.items:,} items in {large_s:.1f} s, {rate:,.0f} items/s)", flush=True)
+                print(
+                    f"setup: {args.small + args.items + args.newer:,} items in {setup_seconds:.1f} s "
+                    f"(L: {args.items:,} items in {large_s:.1f} s, {rate:,.0f} items/s)",
+                    flush=True,
+                )
 
                 # Statistics as autovacuum leaves them once it has seen the new rows: without this the
                 # plan (hence the timing) would depend on whether autovacuum happened to run yet.
@@ -297,34 +340,48 @@ async def run(args: argparse.Namespace, dsn: str) -> dict:
                 small_mid, large_mid = small_ids[len(small_ids) // 2], large_ids[len(large_ids) // 2]
                 cases = [
                     Case("first page", f"limit={PAGE}", small_items, large_items),
-                    Case("deep page", f"limit={PAGE}&after=<middle item>",
-                         f"{small_items}&after={small_mid}", f"{large_items}&after={large_mid}"),
+                    Case(
+                        "deep page",
+                        f"limit={PAGE}&after=<middle item>",
+                        f"{small_items}&after={small_mid}",
+                        f"{large_items}&after={large_mid}",
+                    ),
                 ]
                 results = []
                 for case in cases:
-                    print(f"measuring the {case.name}: {args.requests} samples per conversation after {WARMUP} "
-                          "warm-up requests, S and L interleaved", flush=True)
+                    print(
+                        f"measuring the {case.name}: {args.requests} samples per conversation after {WARMUP} "
+                        "warm-up requests, S and L interleaved",
+                        flush=True,
+                    )
                     results.append(summary(case, await measure(session, case, args.requests)))
             finally:
                 await session.close()
     return {
-        "results": results, "setup_seconds": round(setup_seconds, 1), "large_fill_seconds": round(large_s, 1),
-        "large_fill_items_per_second": round(rate), "small_fill_seconds": round(small_s, 1),
-        "large_conversation_id": large_id, "large_middle_item_id": large_mid,
+        "results": results,
+        "setup_seconds": round(setup_seconds, 1),
+        "large_fill_seconds": round(large_s, 1),
+        "large_fill_items_per_second": round(rate),
+        "small_fill_seconds": round(small_s, 1),
+        "large_conversation_id": large_id,
+        "large_middle_item_id": large_mid,
     }
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dsn", default=DEFAULT_DSN, help="an admin DSN; the bench database is created next to it")
     parser.add_argument("--items", type=int, default=100_000, help="items in the large conversation L")
     parser.add_argument("--small", type=int, default=100, help="items in the small conversation S")
     parser.add_argument("--requests", type=int, default=300, help="timed requests per conversation and case")
     parser.add_argument("--concurrency", type=int, default=16, help="item-adding requests in flight during setup")
-    parser.add_argument("--newer", type=int, default=100_000,
-                        help="items then added to a third conversation, after L, so that L does not hold the newest rows "
-                             "(the harder case for the index; 0: none")
+    parser.add_argument(
+        "--newer",
+        type=int,
+        default=100_000,
+        help="items then added to a third conversation, after L, so that L does not hold the newest rows "
+        "(the harder case for the index; 0: none",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results as JSON")
     args = parser.parse_args(argv)
     if args.small < 2 * PAGE + 2 or args.items < 2 * PAGE + 2:
@@ -355,12 +412,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwall time: {wall_seconds:.1f} s")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "benchmark": "items_paging", "page_size": PAGE, "small_items": args.small, "large_items": args.items,
-        "newer_items": args.newer, "requests": args.requests, "warmup": WARMUP, "concurrency": args.concurrency,
-        **{key: value for key, value in report.items() if key not in ("large_conversation_id", "large_middle_item_id")},
-        "markdown": table, "explain": plans, "wall_seconds": round(wall_seconds, 1),
-    }, indent=2) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {
+                "benchmark": "items_paging",
+                "page_size": PAGE,
+                "small_items": args.small,
+                "large_items": args.items,
+                "newer_items": args.newer,
+                "requests": args.requests,
+                "warmup": WARMUP,
+                "concurrency": args.concurrency,
+                **{key: value for key, value in report.items() if key not in ("large_conversation_id", "large_middle_item_id")},
+                "markdown": table,
+                "explain": plans,
+                "wall_seconds": round(wall_seconds, 1),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"results written to {args.json}")
     return 0
 

@@ -96,7 +96,7 @@ class Connection(asyncio.Protocol):
         at = head.find(b"content-length:")
         if at >= 0:
             line_end = head.find(b"\r\n", at)
-            self.length = int(head[at + 15:line_end if line_end >= 0 else len(head)])
+            self.length = int(head[at + 15 : line_end if line_end >= 0 else len(head)])
         elif b"transfer-encoding: chunked" not in head:
             self.length = 0  # neither: an empty body (1xx/204/304 would be, and we never ask for others)
         self.body_start = self.chunk_at = end + 4
@@ -111,7 +111,7 @@ class Connection(asyncio.Protocol):
             line_end = buffer.find(b"\r\n", self.chunk_at)
             if line_end < 0:
                 return False
-            size = int(bytes(buffer[self.chunk_at:line_end]).split(b";", 1)[0], 16)
+            size = int(bytes(buffer[self.chunk_at : line_end]).split(b";", 1)[0], 16)
             if size == 0:
                 return buffer.endswith(b"\r\n\r\n") and len(buffer) >= line_end + 4
             next_at = line_end + 2 + size + 2
@@ -120,7 +120,7 @@ class Connection(asyncio.Protocol):
             self.chunk_at = next_at
 
     def body(self) -> bytes:
-        return bytes(self.buffer[self.body_start:])
+        return bytes(self.buffer[self.body_start :])
 
 
 async def _worker(host: str, port: int, requests: list[bytes], offset: int, deadline: float, stats: Stats) -> None:
@@ -178,11 +178,22 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 def _summary(stats: Stats, duration: float) -> dict:
     ok = len(stats.latencies)
     return {
-        "requests": ok, "errors": stats.errors, "duration_s": duration, "rps": ok / duration,
-        "latency_ms": {"p50": _percentile(stats.latencies, 0.50), "p90": _percentile(stats.latencies, 0.90),
-                       "p99": _percentile(stats.latencies, 0.99)},
-        "ttfc_ms": {"p50": _percentile(stats.ttfcs, 0.50), "p90": _percentile(stats.ttfcs, 0.90),
-                    "p99": _percentile(stats.ttfcs, 0.99)} if stats.ttfcs else None,
+        "requests": ok,
+        "errors": stats.errors,
+        "duration_s": duration,
+        "rps": ok / duration,
+        "latency_ms": {
+            "p50": _percentile(stats.latencies, 0.50),
+            "p90": _percentile(stats.latencies, 0.90),
+            "p99": _percentile(stats.latencies, 0.99),
+        },
+        "ttfc_ms": {
+            "p50": _percentile(stats.ttfcs, 0.50),
+            "p90": _percentile(stats.ttfcs, 0.90),
+            "p99": _percentile(stats.ttfcs, 0.99),
+        }
+        if stats.ttfcs
+        else None,
     }
 
 
@@ -192,8 +203,10 @@ def _load_requests(path: str, host: str, port: int, target: str) -> list[bytes]:
         for line in lines:
             token, body, *headers = line.rstrip("\n").split("\t")
             payload = body.encode()
-            head = (f"POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(payload)}\r\n")
+            head = (
+                f"POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n"
+            )
             if token:
                 head += f"Authorization: Bearer {token}\r\n"
             head += "".join(f"{header}\r\n" for header in headers)

@@ -60,8 +60,10 @@ class Target:
 
     def lines(self, case: Case) -> list[tuple[str, dict]]:
         tokens = case.tokens or h.DEFAULT_MAX_TOKENS
-        return [(token, h.chat_body(self.model, stream=case.stream, conversation=conversation, max_tokens=tokens))
-                for token, conversation in self.principals]
+        return [
+            (token, h.chat_body(self.model, stream=case.stream, conversation=conversation, max_tokens=tokens))
+            for token, conversation in self.principals
+        ]
 
     def requests_file(self, case: Case) -> Path:
         if case not in self.files:
@@ -77,6 +79,7 @@ def url_of(server: h.Server) -> str:
 
 # --- before any load --------------------------------------------------------------------------------------------
 
+
 def check_targets(targets: list[Target], cases: list[Case]) -> list[dict]:
     """One request of each kind per target, before any load: a broken set-up of ours fails here; a
     third-party gateway's failure is returned (and printed), to be measured and reported as it is."""
@@ -87,8 +90,12 @@ def check_targets(targets: list[Target], cases: list[Case]) -> list[dict]:
             problem = _check(target, case)
             if problem is None:
                 continue
-            failure = {"target": target.name, "request": case.request_label, "answer": problem,
-                       "log": _first_error(target.server.log_tail(200))}
+            failure = {
+                "target": target.name,
+                "request": case.request_label,
+                "answer": problem,
+                "log": _first_error(target.server.log_tail(200)),
+            }
             if not target.third_party:
                 raise RuntimeError(f"{target.name} ({case.request_label}) {problem}\n{target.server.log_tail()}")
             print(f"warning: {target.name} ({case.request_label}) {problem}; its log: {failure['log']}", file=sys.stderr)
@@ -101,8 +108,9 @@ def _check(target: Target, case: Case) -> str | None:
     token, body = target.lines(case)[0]
     status, answer = h.http("POST", target.url, body, token or None, headers=target.headers)
     text = answer if isinstance(answer, str) else json.dumps(answer)
-    ok = status == 200 and ("[DONE]" in text and 'data: {"error"' not in text if case.stream
-                            else isinstance(answer, dict) and "choices" in answer)
+    ok = status == 200 and (
+        "[DONE]" in text and 'data: {"error"' not in text if case.stream else isinstance(answer, dict) and "choices" in answer
+    )
     if ok and not case.stream and body.get("conversation"):
         ok = "conversation" in answer
     return None if ok else f"answered {status}: {text[:300]}"
@@ -121,6 +129,7 @@ def background_load(seconds: float = 2.0) -> float:
 
 
 # --- measuring --------------------------------------------------------------------------------------------------
+
 
 def measure(target: Target, case: Case, upstream: h.Server, duration: int, warmup: int, use_wrk: bool) -> dict:
     """One measurement of one target in one case, after a warm-up; with CPU and connection spread."""
@@ -151,11 +160,24 @@ def measure(target: Target, case: Case, upstream: h.Server, duration: int, warmu
     client = h.children_cpu_seconds() - client_before
     machine = h.machine_busy_seconds() - machine_before
     return {
-        "target": target.name, "case": case.label, "stream": case.stream, "concurrency": case.concurrency,
-        "tokens": case.tokens, "client": kind, **result,
-        "wall_s": round(wall, 3), "server_cpu_s": round(server_cpu, 3),
-        "workers": [{"pid": pid, "cpu_s": round(cpu[pid], 3), "cpu_share": round(cpu[pid] / worker_cpu, 3),
-                     "connections": connections.get(pid, 0)} for pid in workers],
+        "target": target.name,
+        "case": case.label,
+        "stream": case.stream,
+        "concurrency": case.concurrency,
+        "tokens": case.tokens,
+        "client": kind,
+        **result,
+        "wall_s": round(wall, 3),
+        "server_cpu_s": round(server_cpu, 3),
+        "workers": [
+            {
+                "pid": pid,
+                "cpu_s": round(cpu[pid], 3),
+                "cpu_share": round(cpu[pid] / worker_cpu, 3),
+                "connections": connections.get(pid, 0),
+            }
+            for pid in workers
+        ],
         "cpu_cores": {  # CPU seconds per second of the measurement: 1.0 is one core busy
             "server": round(server_cpu / wall, 2),
             "upstream": round(sum(cpu[pid] for pid in upstream_pids) / wall, 2),
@@ -177,8 +199,9 @@ def _run_load(kind: str, url: str, requests: Path, concurrency: int, duration: i
         load.stop()
 
 
-def run_matrix(targets: list[Target], cases: list[Case], upstream: h.Server, *, rounds: int, duration: int,
-               warmup: int, use_wrk: bool) -> list[dict]:
+def run_matrix(
+    targets: list[Target], cases: list[Case], upstream: h.Server, *, rounds: int, duration: int, warmup: int, use_wrk: bool
+) -> list[dict]:
     runs, total, done = [], rounds * len(cases) * len(targets), 0
     for round_index in range(rounds):
         for case_index, case in enumerate(cases):
@@ -188,8 +211,7 @@ def run_matrix(targets: list[Target], cases: list[Case], upstream: h.Server, *, 
                 record["round"] = round_index
                 runs.append(record)
                 done += 1
-                print(f"[{done}/{total}] {case.label:<26} {target.name:<16} {_progress(record)}",
-                      file=sys.stderr, flush=True)
+                print(f"[{done}/{total}] {case.label:<26} {target.name:<16} {_progress(record)}", file=sys.stderr, flush=True)
     return runs
 
 
@@ -205,6 +227,7 @@ def _progress(record: dict) -> str:
 
 # --- summarising ------------------------------------------------------------------------------------------------
 
+
 def combine(runs: list[dict]) -> dict[tuple[str, str], dict]:
     """(case, target) -> the median over rounds of each figure (one round: that round's figures)."""
     grouped: dict[tuple[str, str], list[dict]] = {}
@@ -219,13 +242,17 @@ def combine(runs: list[dict]) -> dict[tuple[str, str], dict]:
                 errors[kind] = errors.get(kind, 0) + count
         per_request = [row["server_cpu_s"] / row["requests"] for row in rows if row["requests"]]
         combined[key] = {
-            "rps": _median(rows, "rps"), "p50": _median(rows, "latency_ms", "p50"),
+            "rps": _median(rows, "rps"),
+            "p50": _median(rows, "latency_ms", "p50"),
             "p99": _median(rows, "latency_ms", "p99"),
-            "ttfc_p50": _median(rows, "ttfc_ms", "p50"), "ttfc_p99": _median(rows, "ttfc_ms", "p99"),
-            "errors": errors, "requests": sum(row["requests"] for row in rows),
+            "ttfc_p50": _median(rows, "ttfc_ms", "p50"),
+            "ttfc_p99": _median(rows, "ttfc_ms", "p99"),
+            "errors": errors,
+            "requests": sum(row["requests"] for row in rows),
             # The server's CPU seconds over the answers it completed in the window.
             "server_cpu_per_request_s": statistics.median(per_request) if per_request else None,
-            "spread": _spread(rows), "cpu_cores": rows[-1]["cpu_cores"],
+            "spread": _spread(rows),
+            "cpu_cores": rows[-1]["cpu_cores"],
         }
     return combined
 
@@ -245,8 +272,10 @@ def _spread(rows: list[dict]) -> str:
     """Each worker's share of the server's CPU (and its connections), over all rounds: '52%/48% (8/8)'."""
     if len(rows[0]["workers"]) < 2:
         return ""
-    shares = [statistics.mean(row["workers"][i]["cpu_share"] for row in rows if len(row["workers"]) > i)
-              for i in range(len(rows[0]["workers"]))]
+    shares = [
+        statistics.mean(row["workers"][i]["cpu_share"] for row in rows if len(row["workers"]) > i)
+        for i in range(len(rows[0]["workers"]))
+    ]
     conns = [str(w["connections"]) for w in rows[-1]["workers"]]
     return "/".join(f"{share:.0%}" for share in shares) + f" ({'/'.join(conns)})"
 
@@ -265,6 +294,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 # --- rendering and writing --------------------------------------------------------------------------------------
+
 
 def fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
@@ -291,9 +321,14 @@ def render_checks(checks: list[tuple], summary: dict) -> list[str]:
 
 
 def render_results(combined: dict, cases: list[Case], targets: list[str]) -> str:
-    lines = ["### Results", "", RESULTS_LEGEND, "",
-             "| case | target | rps | p50 | p99 | +p50 | TTFC p50 | TTFC p99 | errors | spread | cores srv/up/cli/pg/other |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+    lines = [
+        "### Results",
+        "",
+        RESULTS_LEGEND,
+        "",
+        "| case | target | rps | p50 | p99 | +p50 | TTFC p50 | TTFC p99 | errors | spread | cores srv/up/cli/pg/other |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
     for case in cases:
         direct = combined.get((case.label, "direct"))
         for target in targets:
@@ -304,8 +339,18 @@ def render_results(combined: dict, cases: list[Case], targets: list[str]) -> str
             ttfc = [fmt(row["ttfc_p50"], 3), fmt(row["ttfc_p99"], 3)] if case.stream else ["", ""]
             errors = ", ".join(f"{k} {v}" for k, v in row["errors"].items()) or "0"
             cores = "/".join(str(row["cpu_cores"][k]) for k in ("server", "upstream", "client", "postgres", "other"))
-            cells = [case.label, target, f"{row['rps']:.0f}", fmt(row["p50"], 3), fmt(row["p99"], 3), added, *ttfc,
-                     errors, row["spread"], cores]
+            cells = [
+                case.label,
+                target,
+                f"{row['rps']:.0f}",
+                fmt(row["p50"], 3),
+                fmt(row["p99"], 3),
+                added,
+                *ttfc,
+                errors,
+                row["spread"],
+                cores,
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -314,25 +359,30 @@ def render_check_failures(failures: list[dict]) -> str:
     """Third-party gateways that failed a check before the load: measured anyway, their errors counted."""
     if not failures:
         return ""
-    lines = ["### Failed before the load", "",
-             "Measured anyway: their errors are in the `errors` column.", ""]
+    lines = ["### Failed before the load", "", "Measured anyway: their errors are in the `errors` column.", ""]
     for failure in failures:
-        lines.append(f"- **{failure['target']}**, {failure['request']}: {failure['answer']}"
-                     + (f"; its log: `{failure['log']}`" if failure["log"] else ""))
+        lines.append(
+            f"- **{failure['target']}**, {failure['request']}: {failure['answer']}"
+            + (f"; its log: `{failure['log']}`" if failure["log"] else "")
+        )
     return "\n".join(lines)
 
 
 def render_header(title: str, meta: dict, servers: str, requests: str) -> str:
     """The title and one paragraph on how the run was made: ``servers`` follows the commit, ``requests``
     the common settings; a warning when it was quick or the machine busy."""
-    text = (f"## {title}, {meta['date']}\n\n"
-            f"Commit `{meta['commit']}`{servers}, {meta['duration_s']} s per measurement after a {meta['warmup_s']} s "
-            f"warm-up, {meta['rounds']} round(s) (medians), {meta['cpus']} CPUs, {requests}.")
+    text = (
+        f"## {title}, {meta['date']}\n\n"
+        f"Commit `{meta['commit']}`{servers}, {meta['duration_s']} s per measurement after a {meta['warmup_s']} s "
+        f"warm-up, {meta['rounds']} round(s) (medians), {meta['cpus']} CPUs, {requests}."
+    )
     if meta["quick"]:
         text += " **Quick run: short measurements, noisy.**"
     if meta["background_cores"] > 0.2:
-        text += (f"\n\n**The machine was not idle**: {meta['background_cores']:.2f} cores busy before the run with "
-                 "every server idle (see the `other` column below): absolute figures are pessimistic, ratios less so.")
+        text += (
+            f"\n\n**The machine was not idle**: {meta['background_cores']:.2f} cores busy before the run with "
+            "every server idle (see the `other` column below): absolute figures are pessimistic, ratios less so."
+        )
     return text
 
 
@@ -354,6 +404,7 @@ def write_report(output: str, report: dict, markdown: str, started: float) -> No
 
 
 # --- what every run does ----------------------------------------------------------------------------------------
+
 
 def add_run_options(parser: argparse.ArgumentParser, output: str, quick_output: str) -> None:
     """The options run.py and chunks.py share."""

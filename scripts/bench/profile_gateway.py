@@ -61,8 +61,12 @@ def profile_load(server: h.Server, tool: str, out: Path, run_load) -> dict:
         return result
     spy = shutil.which("py-spy") or str(h.VENV_BIN / "py-spy")
     collapsed = Path(str(out) + "-pyspy.collapsed")
-    recorder = subprocess.Popen([spy, "record", "--pid", str(server.pid), "--rate", "1000", "--format", "raw",
-                                 "--output", str(collapsed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    recorder = subprocess.Popen(
+        [spy, "record", "--pid", str(server.pid), "--rate", "1000", "--format", "raw", "--output", str(collapsed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.5)  # attaching takes a moment
     result = run_load()
     recorder.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
@@ -94,7 +98,11 @@ def summarise_collapsed(collapsed: Path, top: int = 40) -> str:
         own[frames[-1]] += samples
         for frame in set(frames):
             inclusive[frame] += samples
-    lines = [f"{total} samples at 1 kHz (py-spy leaves out most idle waits; what remains in select() is the event loop waiting)", "", "self:"]
+    lines = [
+        f"{total} samples at 1 kHz (py-spy leaves out most idle waits; what remains in select() is the event loop waiting)",
+        "",
+        "self:",
+    ]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     lines += ["", "inclusive:"]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
@@ -123,18 +131,23 @@ def main() -> None:
         conversation = None
         if args.conversation:
             conversation = h.http("POST", f"{base}/v1/conversations", {"title": "profile"}, token)[1]["id"]
-        requests = h.write_requests(h.LOGS / "requests-profile.tsv",
-                                    [(token, h.chat_body(h.GATEWAY_MODEL, stream=args.stream, conversation=conversation))])
+        requests = h.write_requests(
+            h.LOGS / "requests-profile.tsv",
+            [(token, h.chat_body(h.GATEWAY_MODEL, stream=args.stream, conversation=conversation))],
+        )
         url = f"{base}/v1/chat/completions"
         h.start_load(kind, url, requests, args.concurrency, 2).result()  # warm-up, not profiled
 
-        result = profile_load(server, args.tool, out,
-                              lambda: h.start_load(kind, url, requests, args.concurrency, args.duration).result())
+        result = profile_load(
+            server, args.tool, out, lambda: h.start_load(kind, url, requests, args.concurrency, args.duration).result()
+        )
 
-    header = (f"# llm-api profile '{args.label}' ({args.tool}): {'streamed' if args.stream else 'non-streamed'}, "
-              f"c={args.concurrency}, {'with' if args.conversation else 'without'} conversation, {args.duration} s\n"
-              f"# load under the profiler: {result['rps']:.0f} rps, p50 {result['latency_ms']['p50']:.3f} ms, "
-              f"p99 {result['latency_ms']['p99']:.3f} ms, errors {result['errors'] or 0}\n\n")
+    header = (
+        f"# llm-api profile '{args.label}' ({args.tool}): {'streamed' if args.stream else 'non-streamed'}, "
+        f"c={args.concurrency}, {'with' if args.conversation else 'without'} conversation, {args.duration} s\n"
+        f"# load under the profiler: {result['rps']:.0f} rps, p50 {result['latency_ms']['p50']:.3f} ms, "
+        f"p99 {result['latency_ms']['p99']:.3f} ms, errors {result['errors'] or 0}\n\n"
+    )
     if args.tool == "pyinstrument":
         text_path = Path(str(out) + ".txt")
         text_path.write_text(header + text_path.read_text())

@@ -65,6 +65,7 @@ TARGETS = [
 
 # --- setting up -------------------------------------------------------------------------------------------------
 
+
 def start_gateway_twice(env: dict[str, str], workers: int) -> tuple[h.Server, dict]:
     """Start llm-api on the fresh database (migrations run), stop it, start it again; time both."""
     first = h.start_gateway(env, workers, name="llm-api-first-start")
@@ -74,8 +75,9 @@ def start_gateway_twice(env: dict[str, str], workers: int) -> tuple[h.Server, di
     return gateway, {"llm-api (fresh database, migrations)": fresh, "llm-api (restart)": gateway.healthy_after}
 
 
-def build_targets(upstream: h.Server, gateway: h.Server, others: dict[str, h.Server],
-                  principals: list[tuple[str, str]], dbname: str) -> list[Target]:
+def build_targets(
+    upstream: h.Server, gateway: h.Server, others: dict[str, h.Server], principals: list[tuple[str, str]], dbname: str
+) -> list[Target]:
     """direct, llm-api, llm-api+conv, then the third-party gateways started (``others``, by name)."""
     tokens = [token for token, _ in principals]
     targets = [
@@ -84,22 +86,40 @@ def build_targets(upstream: h.Server, gateway: h.Server, others: dict[str, h.Ser
         Target("llm-api+conv", url_of(gateway), gateway, h.GATEWAY_MODEL, principals, dbname=dbname),
     ]
     if "litellm" in others:
-        targets.append(Target("litellm", url_of(others["litellm"]), others["litellm"], h.UPSTREAM_MODEL,
-                              [(h.LITELLM_KEY, None)], third_party=True))
+        targets.append(
+            Target(
+                "litellm",
+                url_of(others["litellm"]),
+                others["litellm"],
+                h.UPSTREAM_MODEL,
+                [(h.LITELLM_KEY, None)],
+                third_party=True,
+            )
+        )
     if "portkey" in others:
         # The bearer is passed on to the fake, which ignores it.
-        targets.append(Target("portkey", url_of(others["portkey"]), others["portkey"], h.UPSTREAM_MODEL,
-                              [("sk-fake-upstream", None)], headers=h.portkey_headers(upstream.port),
-                              third_party=True))
+        targets.append(
+            Target(
+                "portkey",
+                url_of(others["portkey"]),
+                others["portkey"],
+                h.UPSTREAM_MODEL,
+                [("sk-fake-upstream", None)],
+                headers=h.portkey_headers(upstream.port),
+                third_party=True,
+            )
+        )
     return targets
 
 
-def start_third_parties(stack: ExitStack, args: argparse.Namespace, upstream: h.Server,
-                        startup: dict) -> dict[str, h.Server]:
+def start_third_parties(stack: ExitStack, args: argparse.Namespace, upstream: h.Server, startup: dict) -> dict[str, h.Server]:
     """LiteLLM proxy and Portkey's gateway, each when installed and not switched off; stopped with ``stack``."""
     wanted = {
-        "litellm": (args.litellm, args.no_litellm, lambda: h.start_litellm(args.litellm, h.free_port(), upstream.port,
-                                                                          args.workers)),
+        "litellm": (
+            args.litellm,
+            args.no_litellm,
+            lambda: h.start_litellm(args.litellm, h.free_port(), upstream.port, args.workers),
+        ),
         "portkey": (args.portkey, args.no_portkey, lambda: h.start_portkey(args.portkey, h.free_port())),
     }
     started = {}
@@ -116,6 +136,7 @@ def start_third_parties(stack: ExitStack, args: argparse.Namespace, upstream: h.
 
 
 # --- summarising ------------------------------------------------------------------------------------------------
+
 
 def summarise(combined: dict, memory: dict, startup: dict) -> dict:
     def of(case: Case, target: str, name: str) -> float | None:
@@ -139,51 +160,69 @@ def summarise(combined: dict, memory: dict, startup: dict) -> dict:
 
 
 def memory_report(servers: list[h.Server]) -> dict[str, list[dict]]:
-    return {server.name: [{"pid": pid, "role": role, **h.memory_mb(pid)} for pid, role in server.processes().items()]
-            for server in servers}
+    return {
+        server.name: [{"pid": pid, "role": role, **h.memory_mb(pid)} for pid, role in server.processes().items()]
+        for server in servers
+    }
 
 
 # --- rendering --------------------------------------------------------------------------------------------------
 
+
 def render(report: dict) -> str:
-    sections = [_render_header(report["meta"]), _render_targets(report["summary"]),
-                matrix.render_check_failures(report["check_failures"]),
-                matrix.render_results(report["combined"], CASES, report["targets"]), _render_memory(report)]
+    sections = [
+        _render_header(report["meta"]),
+        _render_targets(report["summary"]),
+        matrix.render_check_failures(report["check_failures"]),
+        matrix.render_results(report["combined"], CASES, report["targets"]),
+        _render_memory(report),
+    ]
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
 def _render_header(meta: dict) -> str:
-    servers = (f", {meta['workers']} worker(s) for llm-api and LiteLLM"
-               + (" (Portkey: one Node process)" if meta["portkey"] else ""))
-    return matrix.render_header("Gateway benchmark", meta, servers,
-                                f"{meta['principals']} principal(s), {meta['chunks']} chunks per stream")
+    servers = f", {meta['workers']} worker(s) for llm-api and LiteLLM" + (
+        " (Portkey: one Node process)" if meta["portkey"] else ""
+    )
+    return matrix.render_header(
+        "Gateway benchmark", meta, servers, f"{meta['principals']} principal(s), {meta['chunks']} chunks per stream"
+    )
 
 
 def _render_targets(summary: dict) -> str:
     lines = matrix.render_checks(TARGETS, summary)
     portkey = summary.get("rps_vs_portkey_c64")
-    lines += ["", (f"Other figures: first start on a fresh database (migrations) "
-                   f"{fmt(summary['start_to_healthy_fresh_s'])} s; largest PSS of a worker "
-                   f"{fmt(summary['pss_max_mb'], 1)} MB; "
-                   + (f"throughput non-streamed c=64, llm-api / Portkey {fmt(portkey)}×; " if portkey else "")
-                   + f"the direct path ran at least {fmt(summary['client_headroom_min'], 1)}× llm-api's rate "
-                   "in every case (the clients' headroom).")]
+    lines += [
+        "",
+        (
+            f"Other figures: first start on a fresh database (migrations) "
+            f"{fmt(summary['start_to_healthy_fresh_s'])} s; largest PSS of a worker "
+            f"{fmt(summary['pss_max_mb'], 1)} MB; "
+            + (f"throughput non-streamed c=64, llm-api / Portkey {fmt(portkey)}×; " if portkey else "")
+            + f"the direct path ran at least {fmt(summary['client_headroom_min'], 1)}× llm-api's rate "
+            "in every case (the clients' headroom)."
+        ),
+    ]
     return "\n".join(lines)
 
 
 def _render_memory(report: dict) -> str:
-    lines = ["### Memory after the run and start-up", "",
-             "| server | pid | role | RSS MB | PSS MB |", "| --- | ---: | --- | ---: | ---: |"]
+    lines = [
+        "### Memory after the run and start-up",
+        "",
+        "| server | pid | role | RSS MB | PSS MB |",
+        "| --- | ---: | --- | ---: | ---: |",
+    ]
     for server, processes in report["memory"].items():
         for proc in processes:
-            lines.append(f"| {server} | {proc['pid']} | {proc['role']} | {fmt(proc['rss_mb'], 1)} | "
-                         f"{fmt(proc['pss_mb'], 1)} |")
+            lines.append(f"| {server} | {proc['pid']} | {proc['role']} | {fmt(proc['rss_mb'], 1)} | {fmt(proc['pss_mb'], 1)} |")
     lines += ["", "| server | start → healthy (s) |", "| --- | ---: |"]
     lines += [f"| {name} | {fmt(seconds)} |" for name, seconds in report["startup"].items()]
     return "\n".join(lines)
 
 
 # --- the command ------------------------------------------------------------------------------------------------
+
 
 def main() -> None:
     args = _parser().parse_args()
@@ -205,24 +244,40 @@ def main() -> None:
         targets = build_targets(upstream, gateway, others, principals, dbname)
         check_failures = matrix.check_targets(targets, CASES)
         background = matrix.background_load()
-        runs = matrix.run_matrix(targets, CASES, upstream, rounds=args.rounds, duration=args.duration,
-                                 warmup=args.warmup, use_wrk=h.wrk_available() and not args.python_client)
+        runs = matrix.run_matrix(
+            targets,
+            CASES,
+            upstream,
+            rounds=args.rounds,
+            duration=args.duration,
+            warmup=args.warmup,
+            use_wrk=h.wrk_available() and not args.python_client,
+        )
         memory = memory_report([gateway, *others.values(), upstream])
 
     combined = matrix.combine(runs)
     report = {
         "meta": {
-            "date": matrix.now(), "commit": h.git_commit(h.ROOT),
-            "workers": args.workers, "duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
-            "principals": args.principals, "chunks": args.chunks, "quick": args.quick, "cpus": matrix.cpus(),
-            "python": platform.python_version(), "background_cores": background,
+            "date": matrix.now(),
+            "commit": h.git_commit(h.ROOT),
+            "workers": args.workers,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "principals": args.principals,
+            "chunks": args.chunks,
+            "quick": args.quick,
+            "cpus": matrix.cpus(),
+            "python": platform.python_version(),
+            "background_cores": background,
             "litellm": str(args.litellm) if "litellm" in others else None,
             "portkey": str(args.portkey) if "portkey" in others else None,
         },
         "targets": [t.name for t in targets],
         "summary": summarise(combined, memory, startup),
         "check_failures": check_failures,
-        "startup": startup, "memory": memory,
+        "startup": startup,
+        "memory": memory,
         "combined": {f"{case} | {target}": row for (case, target), row in combined.items()},
         "runs": runs,
     }
@@ -233,14 +288,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     matrix.add_run_options(parser, "latest", "quick")
     parser.add_argument("--workers", type=int, default=2, help="workers of llm-api and of LiteLLM (default 2)")
-    parser.add_argument("--principals", type=int, default=1,
-                        help="guests (each with a conversation) the requests rotate over (default 1)")
+    parser.add_argument(
+        "--principals", type=int, default=1, help="guests (each with a conversation) the requests rotate over (default 1)"
+    )
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per streamed answer (default 20)")
     parser.add_argument("--upstream-workers", type=int, default=1, help="processes of the fake upstream (default 1)")
     parser.add_argument("--litellm", type=Path, default=h.DEFAULT_LITELLM, help="LiteLLM proxy's `litellm` executable")
     parser.add_argument("--no-litellm", action="store_true", help="do not run LiteLLM proxy")
-    parser.add_argument("--portkey", type=Path, default=h.DEFAULT_PORTKEY,
-                        help="Portkey's gateway: the `gateway` executable npm installs (default %(default)s)")
+    parser.add_argument(
+        "--portkey",
+        type=Path,
+        default=h.DEFAULT_PORTKEY,
+        help="Portkey's gateway: the `gateway` executable npm installs (default %(default)s)",
+    )
     parser.add_argument("--no-portkey", action="store_true", help="do not run Portkey's gateway")
     parser.add_argument("--python-client", action="store_true", help="use loadgen.py for non-streamed cases too")
     return parser

@@ -82,8 +82,9 @@ async def test_a_tampered_copy_of_a_remembered_token_is_refused(keys):
     tokens, alice = verifier(keys), token(keys.add("k1"), "k1")
     await tokens.claims(alice)
     header, payload, signature = alice.split(".")
-    forged_payload = jwt.utils.base64url_encode(b'{"iss":"%s","aud":"account","sub":"admin","iat":1,"exp":9999999999}'
-                                                % ISSUER.encode()).decode()
+    forged_payload = jwt.utils.base64url_encode(
+        b'{"iss":"%s","aud":"account","sub":"admin","iat":1,"exp":9999999999}' % ISSUER.encode()
+    ).decode()
     with pytest.raises(Unauthorized):
         await tokens.claims(f"{header}.{forged_payload}.{signature}")
 

@@ -20,8 +20,11 @@ ADMIN_OPERATIONS = [
     ("GET", "/llm/v1/admin/providers", None),  # the /llm mirror is guarded the same way
 ]
 GATEWAY_IDENTITY = {
-    "X-User-Subject": "kong-user-1", "X-User-Username": "kong-user", "X-User-Email": "kong-user@example.com",
-    "X-User-Roles": "user,admin", "X-Auth-Method": "apikey",
+    "X-User-Subject": "kong-user-1",
+    "X-User-Username": "kong-user",
+    "X-User-Email": "kong-user@example.com",
+    "X-User-Roles": "user,admin",
+    "X-Auth-Method": "apikey",
 }
 
 
@@ -51,6 +54,7 @@ async def user_api_key(client) -> dict:
 
 
 # --- admin-only operations ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("method,path,body", ADMIN_OPERATIONS)
 async def test_admin_operations_are_403_to_a_guest(admin_client, method, path, body):
@@ -123,6 +127,7 @@ async def test_the_admin_key_means_nothing_when_not_configured(client):
 
 # --- gateway identity --------------------------------------------------------------------------------
 
+
 async def test_gateway_identity_is_the_principal(gateway_client):
     headers = {"X-Gateway-Secret": GATEWAY_SECRET, **GATEWAY_IDENTITY}
     response = await gateway_client.get("/auth/me", headers=headers)
@@ -161,8 +166,9 @@ async def test_gateway_identity_defaults_and_issuer(gateway_client):
 
 
 async def test_gateway_identity_uses_the_configured_issuer(aiohttp_client, database_dsn):
-    client = await aiohttp_client(create_app(test_settings(
-        database_dsn, GATEWAY_SHARED_SECRET=GATEWAY_SECRET, ISSUER="https://llm.example")))
+    client = await aiohttp_client(
+        create_app(test_settings(database_dsn, GATEWAY_SHARED_SECRET=GATEWAY_SECRET, ISSUER="https://llm.example"))
+    )
     me = await (await client.get("/auth/me", headers={"X-Gateway-Secret": GATEWAY_SECRET, **GATEWAY_IDENTITY})).json()
     assert me["issuer"] == "https://llm.example"
 
@@ -196,9 +202,7 @@ async def test_the_secret_without_a_subject_is_not_a_principal(gateway_client):
 
 async def test_the_requests_own_credential_wins_over_gateway_headers(gateway_client):
     headers, user_id = await guest(gateway_client)
-    response = await gateway_client.get(
-        "/auth/me", headers={**headers, "X-Gateway-Secret": GATEWAY_SECRET, **GATEWAY_IDENTITY}
-    )
+    response = await gateway_client.get("/auth/me", headers={**headers, "X-Gateway-Secret": GATEWAY_SECRET, **GATEWAY_IDENTITY})
     assert response.status == 200, await response.text()
     me = await response.json()
     assert me["id"] == user_id
@@ -207,8 +211,12 @@ async def test_the_requests_own_credential_wins_over_gateway_headers(gateway_cli
     assert me["auth_method"] == "jwt"
     assert response.headers["X-Auth-Method"] == "jwt"
     # The asserted admin role does not leak into the guest's rights either.
-    error = await error_of(await gateway_client.get(
-        "/v1/admin/providers", headers={**headers, "X-Gateway-Secret": GATEWAY_SECRET, **GATEWAY_IDENTITY}), 403)
+    error = await error_of(
+        await gateway_client.get(
+            "/v1/admin/providers", headers={**headers, "X-Gateway-Secret": GATEWAY_SECRET, **GATEWAY_IDENTITY}
+        ),
+        403,
+    )
     assert error["code"] == "admin_required"
 
 

@@ -54,6 +54,7 @@ def db_row(dsn: str, key_id: str) -> dict:
 
 # --- creation ------------------------------------------------------------------------------------
 
+
 async def test_create_returns_the_secret_once_with_its_prefix_and_suffix(client):
     user = await guest(client)
     before = time.time()
@@ -97,6 +98,7 @@ async def test_a_lower_configured_maximum_caps_too(aiohttp_client, database_dsn)
 
 # --- listing and storage ---------------------------------------------------------------------------
 
+
 async def test_list_is_newest_first_and_never_shows_a_secret(client):
     user = await guest(client)
     created = [await create_key(client, user["headers"], name=f"key-{n}") for n in range(3)]
@@ -109,8 +111,18 @@ async def test_list_is_newest_first_and_never_shows_a_secret(client):
     for key in keys:
         assert "key" not in key
         assert "key_hash" not in key
-        assert set(key) == {"id", "object", "name", "prefix", "suffix", "status", "created_at", "expires_at",
-                            "last_used_at", "revoked_at"}
+        assert set(key) == {
+            "id",
+            "object",
+            "name",
+            "prefix",
+            "suffix",
+            "status",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+        }
         assert key["status"] == "active"
 
 
@@ -141,6 +153,7 @@ async def test_the_database_keeps_only_a_keyed_hash(client, database_dsn):
 
 
 # --- using a key -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("how", ["x-api-key", "bearer"])
 async def test_the_key_authenticates_as_its_owner(client, how):
@@ -184,6 +197,7 @@ async def test_unknown_key_is_401_with_the_envelope_only(client):
 
 # --- the per-user cap ------------------------------------------------------------------------------
 
+
 async def test_the_sixth_key_is_409_until_one_is_revoked(client):
     user = await guest(client)
     keys = [await create_key(client, user["headers"], name=f"k{n}") for n in range(5)]
@@ -203,16 +217,15 @@ async def test_the_sixth_key_is_409_until_one_is_revoked(client):
 async def test_expired_keys_do_not_count_against_the_cap(client, database_dsn):
     user = await guest(client)
     keys = [await create_key(client, user["headers"], name=f"k{n}") for n in range(5)]
-    query(database_dsn, "UPDATE llm_api.api_keys SET expires_at = now() - interval '1 second' WHERE id = %s",
-               keys[0]["id"])
+    query(database_dsn, "UPDATE llm_api.api_keys SET expires_at = now() - interval '1 second' WHERE id = %s", keys[0]["id"])
     await create_key(client, user["headers"], name="replacement")
 
 
 async def test_concurrent_creates_respect_the_cap(client):
     user = await guest(client)
-    responses = await asyncio.gather(*(
-        client.post("/auth/api-keys", json={"name": f"race-{n}"}, headers=user["headers"]) for n in range(10)
-    ))
+    responses = await asyncio.gather(
+        *(client.post("/auth/api-keys", json={"name": f"race-{n}"}, headers=user["headers"]) for n in range(10))
+    )
     statuses = sorted(response.status for response in responses)
     assert statuses == [201] * 5 + [409] * 5
     for response in responses:
@@ -222,6 +235,7 @@ async def test_concurrent_creates_respect_the_cap(client):
 
 
 # --- revocation ------------------------------------------------------------------------------------
+
 
 async def test_revoked_key_is_refused_and_listed_as_revoked(client):
     user = await guest(client)
@@ -279,12 +293,12 @@ async def test_revoking_needs_credentials(client):
 
 # --- expiry ----------------------------------------------------------------------------------------
 
+
 async def test_expired_key_is_401_and_listed_as_expired(client, database_dsn):
     user = await guest(client)
     key = await create_key(client, user["headers"])
     assert (await client.get("/auth/me", headers={"X-API-Key": key["key"]})).status == 200
-    query(database_dsn, "UPDATE llm_api.api_keys SET expires_at = now() - interval '1 second' WHERE id = %s",
-               key["id"])
+    query(database_dsn, "UPDATE llm_api.api_keys SET expires_at = now() - interval '1 second' WHERE id = %s", key["id"])
     for headers in ({"X-API-Key": key["key"]}, {"Authorization": f"Bearer {key['key']}"}):
         error = await error_of(await client.get("/auth/me", headers=headers), 401)
         assert error["code"] == "invalid_api_key"
@@ -293,10 +307,18 @@ async def test_expired_key_is_401_and_listed_as_expired(client, database_dsn):
 
 # --- request validation ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body,param", [
-    ({}, "name"), ({"name": ""}, "name"), ({"name": "   "}, "name"), ({"name": "x", "expires_in_days": 0}, "expires_in_days"),
-    ({"name": "x", "expires_in_days": 3651}, "expires_in_days"), ({"name": "x", "key": "sk_mine"}, "key"),
-])
+
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"name": "x", "expires_in_days": 0}, "expires_in_days"),
+        ({"name": "x", "expires_in_days": 3651}, "expires_in_days"),
+        ({"name": "x", "key": "sk_mine"}, "key"),
+    ],
+)
 async def test_invalid_create_bodies_are_400(client, body, param):
     user = await guest(client)
     error = await error_of(await client.post("/auth/api-keys", json=body, headers=user["headers"]), 400)

@@ -12,8 +12,17 @@ from llm_api.app import create_app
 from tests.conftest import test_settings
 from tests.sql import query as rows
 
-TOKEN_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in", "expires_at", "refresh_expires_in",
-                "user_id", "username", "principal_id"}
+TOKEN_FIELDS = {
+    "access_token",
+    "refresh_token",
+    "token_type",
+    "expires_in",
+    "expires_at",
+    "refresh_expires_in",
+    "user_id",
+    "username",
+    "principal_id",
+}
 
 
 async def guest(client) -> dict:
@@ -93,9 +102,9 @@ async def test_refresh_rotates_and_a_replayed_token_revokes_the_login(client):
 
 async def test_concurrent_refreshes_with_one_token_give_one_new_pair(client):
     tokens = await guest(client)
-    answers = await asyncio.gather(*(
-        client.post("/auth/refresh-token", json={"refresh_token": tokens["refresh_token"]}) for _ in range(5)
-    ))
+    answers = await asyncio.gather(
+        *(client.post("/auth/refresh-token", json={"refresh_token": tokens["refresh_token"]}) for _ in range(5))
+    )
     assert sorted(answer.status for answer in answers) == [200, 401, 401, 401, 401]
 
 

@@ -10,8 +10,18 @@ import pytest
 from tests.api.test_builtin_auth import rows
 from tests.api.test_error_surface import error_of
 
-CONVERSATION_KEYS = {"id", "object", "created_at", "updated_at", "metadata", "title", "project_id", "referrer",
-                     "is_archived", "archived_at"}
+CONVERSATION_KEYS = {
+    "id",
+    "object",
+    "created_at",
+    "updated_at",
+    "metadata",
+    "title",
+    "project_id",
+    "referrer",
+    "is_archived",
+    "archived_at",
+}
 PAGE_KEYS = {"object", "data", "first_id", "last_id", "has_more"}
 
 
@@ -29,12 +39,19 @@ def without_volatile(item: dict) -> dict:
 async def test_create_with_title_metadata_referrer_and_project(me):
     project = await me.project("Travel")
     conversation = await me.conversation(
-        title="Trip to Lyon", metadata={"topic": "travel"}, referrer="jan-web", project_id=project["id"],
+        title="Trip to Lyon",
+        metadata={"topic": "travel"},
+        referrer="jan-web",
+        project_id=project["id"],
     )
     assert set(conversation) == CONVERSATION_KEYS
     assert conversation["id"].startswith("conv_") and conversation["object"] == "conversation"
     assert (conversation["title"], conversation["metadata"], conversation["referrer"], conversation["project_id"]) == (
-        "Trip to Lyon", {"topic": "travel"}, "jan-web", project["id"])
+        "Trip to Lyon",
+        {"topic": "travel"},
+        "jan-web",
+        project["id"],
+    )
     assert conversation["is_archived"] is False and conversation["archived_at"] is None
     assert conversation["created_at"] == conversation["updated_at"] > 0
     assert await me.call("GET", f"/v1/conversations/{conversation['id']}") == conversation
@@ -45,7 +62,11 @@ async def test_create_without_a_body_gives_an_empty_conversation(me):
     assert response.status == 200
     conversation = await response.json()
     assert (conversation["title"], conversation["metadata"], conversation["referrer"], conversation["project_id"]) == (
-        None, {}, None, None)
+        None,
+        {},
+        None,
+        None,
+    )
     assert (await me.items(conversation["id"]))["data"] == []
 
 
@@ -62,14 +83,17 @@ async def test_metadata_at_its_limits_is_accepted(me):
     assert (await me.conversation(metadata=metadata))["metadata"] == metadata
 
 
-@pytest.mark.parametrize("metadata", [
-    {f"k{n}": "v" for n in range(17)},
-    {"k" * 65: "v"},
-    {"topic": "v" * 513},
-    {"topic": "a\x00b"},
-    {"a\x00b": "v"},
-    {"topic": 5},
-])
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {f"k{n}": "v" for n in range(17)},
+        {"k" * 65: "v"},
+        {"topic": "v" * 513},
+        {"topic": "a\x00b"},
+        {"a\x00b": "v"},
+        {"topic": 5},
+    ],
+)
 async def test_metadata_beyond_its_limits_is_refused(me, metadata):
     error = await me.error("POST", "/v1/conversations", 400, json={"metadata": metadata})
     assert error["param"].startswith("metadata") and error["type"] == "invalid_request_error"
@@ -117,21 +141,30 @@ async def test_unknown_body_field_is_refused(me):
 
 async def test_jan_variants_are_stored_in_openai_shapes(me):
     conversation = await me.conversation()
-    created = await me.add(conversation["id"], [
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "input_text": "x"}]},
-        {"type": "message", "role": "assistant", "content": [{"type": "text", "text": {"text": "y", "annotations": []}}]},
-        {"type": "message", "role": "assistant", "content": [{"type": "text", "text": {"text": "no annotations key"}}]},
-        {"type": "message", "role": "user", "content": [{"type": "image", "image": {"url": "jan_01hq2w3e4r5t"}}]},
-        {"role": "user", "content": "plain user"},
-        {"role": "assistant", "content": "plain assistant"},
-        {"type": "message", "role": "assistant",
-         "content": [{"type": "output_text", "output_text": {"text": "nested", "annotations": []}}]},
-        {"type": "message", "role": "system", "content": [{"type": "text", "text": "flat system"}]},
-        {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "flat assistant"}]},
-        {"type": "message", "role": "user",
-         "content": [{"type": "input_image", "image_url": "https://example.org/a.png", "detail": "low"}]},
-        {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]},
-    ])
+    created = await me.add(
+        conversation["id"],
+        [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "input_text": "x"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "text", "text": {"text": "y", "annotations": []}}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "text", "text": {"text": "no annotations key"}}]},
+            {"type": "message", "role": "user", "content": [{"type": "image", "image": {"url": "jan_01hq2w3e4r5t"}}]},
+            {"role": "user", "content": "plain user"},
+            {"role": "assistant", "content": "plain assistant"},
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "output_text": {"text": "nested", "annotations": []}}],
+            },
+            {"type": "message", "role": "system", "content": [{"type": "text", "text": "flat system"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "flat assistant"}]},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_image", "image_url": "https://example.org/a.png", "detail": "low"}],
+            },
+            {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]},
+        ],
+    )
     expected = [
         ("user", [{"type": "input_text", "text": "x"}]),
         ("assistant", [{"type": "output_text", "text": "y", "annotations": [], "logprobs": []}]),
@@ -159,12 +192,21 @@ async def test_annotations_are_kept_whole(me):
     conversation = await me.conversation()
     url = {"type": "url_citation", "url": "https://example.org", "title": "Example", "start_index": 0, "end_index": 1}
     file = {"type": "file_citation", "file_id": "file_abc", "filename": "notes.pdf", "index": 3}
-    created = await me.add(conversation["id"], [
-        {"type": "message", "role": "assistant", "content": [{"type": "text", "text": {"text": "y", "annotations": [url]}}]},
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "z", "annotations": [url, file]}]},
-    ])
-    expected = [[{"type": "output_text", "text": "y", "annotations": [url], "logprobs": []}],
-                [{"type": "output_text", "text": "z", "annotations": [url, file], "logprobs": []}]]
+    created = await me.add(
+        conversation["id"],
+        [
+            {"type": "message", "role": "assistant", "content": [{"type": "text", "text": {"text": "y", "annotations": [url]}}]},
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "z", "annotations": [url, file]}],
+            },
+        ],
+    )
+    expected = [
+        [{"type": "output_text", "text": "y", "annotations": [url], "logprobs": []}],
+        [{"type": "output_text", "text": "z", "annotations": [url, file], "logprobs": []}],
+    ]
     assert [item["content"] for item in created] == expected
     assert [item["content"] for item in (await me.items(conversation["id"], order="asc"))["data"]] == expected
 
@@ -180,18 +222,22 @@ async def test_function_call_items_round_trip(me):
         assert await me.call("GET", f"/v1/conversations/{conversation['id']}/items/{item['id']}") == item
 
 
-@pytest.mark.parametrize("content", [
-    "t" * 100001,
-    [{"type": "input_text", "text": "t" * 100001}],
-    "nul\x00byte",
-    [{"type": "input_text", "text": "nul\x00byte"}],
-    "",
-    [],
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "t" * 100001,
+        [{"type": "input_text", "text": "t" * 100001}],
+        "nul\x00byte",
+        [{"type": "input_text", "text": "nul\x00byte"}],
+        "",
+        [],
+    ],
+)
 async def test_bad_text_is_refused(me, content):
     conversation = await me.conversation()
-    error = await me.error("POST", f"/v1/conversations/{conversation['id']}/items", 400,
-                           json={"items": [{"role": "user", "content": content}]})
+    error = await me.error(
+        "POST", f"/v1/conversations/{conversation['id']}/items", 400, json={"items": [{"role": "user", "content": content}]}
+    )
     assert error["param"].startswith("items[0]")
     assert (await me.items(conversation["id"]))["data"] == []
 
@@ -212,11 +258,14 @@ async def test_client_chosen_ids_are_kept_and_unique_per_conversation(me, databa
     before = await me.items(conversation["id"], order="asc")
     touched = "SELECT updated_at FROM llm_api.conversations WHERE id = %s"
     touched_before = rows(database_dsn, touched, conversation["id"])
-    for items in ([{**user_text("again"), "id": "msg_mine1"}],
-                  [user_text("new one"), {**user_text("again"), "id": "msg_mine1"}],
-                  [{**user_text("a"), "id": "msg_twice"}, {**user_text("b"), "id": "msg_twice"}]):
-        response = await me.client.post(f"/v1/conversations/{conversation['id']}/items", json={"items": items},
-                                         headers=me.headers)
+    for items in (
+        [{**user_text("again"), "id": "msg_mine1"}],
+        [user_text("new one"), {**user_text("again"), "id": "msg_mine1"}],
+        [{**user_text("a"), "id": "msg_twice"}, {**user_text("b"), "id": "msg_twice"}],
+    ):
+        response = await me.client.post(
+            f"/v1/conversations/{conversation['id']}/items", json={"items": items}, headers=me.headers
+        )
         error = await error_of(response, 409)
         assert error["code"] == "duplicate_item_id" and error["param"] == "items"
         assert response.headers["x-should-retry"] == "false"
@@ -225,8 +274,12 @@ async def test_client_chosen_ids_are_kept_and_unique_per_conversation(me, databa
 
     # Duplicates inside a new conversation's initial items: no conversation is created.
     total = (await me.call("GET", "/v1/conversations"))["total"]
-    await me.error("POST", "/v1/conversations", 409,
-                   json={"items": [{**user_text("a"), "id": "msg_twice"}, {**user_text("b"), "id": "msg_twice"}]})
+    await me.error(
+        "POST",
+        "/v1/conversations",
+        409,
+        json={"items": [{**user_text("a"), "id": "msg_twice"}, {**user_text("b"), "id": "msg_twice"}]},
+    )
     assert (await me.call("GET", "/v1/conversations"))["total"] == total
 
     # Ids are unique per conversation only.
@@ -238,8 +291,9 @@ async def test_client_chosen_ids_are_kept_and_unique_per_conversation(me, databa
 @pytest.mark.parametrize("item_id", ["msg_UPPER", "item_1", "msg_", "msg_a-b"])
 async def test_malformed_client_ids_are_refused(me, item_id):
     conversation = await me.conversation()
-    error = await me.error("POST", f"/v1/conversations/{conversation['id']}/items", 400,
-                           json={"items": [{**user_text("x"), "id": item_id}]})
+    error = await me.error(
+        "POST", f"/v1/conversations/{conversation['id']}/items", 400, json={"items": [{**user_text("x"), "id": item_id}]}
+    )
     assert error["param"].startswith("items[0]")
 
 
@@ -293,8 +347,9 @@ async def test_update_moves_updated_at(me, database_dsn):
     updated = await me.call("POST", path, json={"title": "After"})
     assert updated["updated_at"] > conversation["updated_at"]
     assert updated["created_at"] == conversation["created_at"]
-    [(created_at, updated_at)] = rows(database_dsn, "SELECT created_at, updated_at FROM llm_api.conversations WHERE id = %s",
-                                      conversation["id"])
+    [(created_at, updated_at)] = rows(
+        database_dsn, "SELECT created_at, updated_at FROM llm_api.conversations WHERE id = %s", conversation["id"]
+    )
     assert updated_at > created_at
 
 
@@ -394,19 +449,31 @@ async def test_paging_is_stable_while_conversations_are_created(me, order):
         assert seen == list(reversed(existing))  # new ones are newer than the first page
 
 
-@pytest.mark.parametrize("params,param", [
-    ({"limt": "5"}, "limt"), ({"cursor": "conv_abc"}, "cursor"), ({"offset": "0"}, "offset"),
-])
+@pytest.mark.parametrize(
+    "params,param",
+    [
+        ({"limt": "5"}, "limt"),
+        ({"cursor": "conv_abc"}, "cursor"),
+        ({"offset": "0"}, "offset"),
+    ],
+)
 async def test_unknown_query_parameter_is_refused(me, params, param):
     error = await me.error("GET", "/v1/conversations", 400, params=params)
     assert (error["param"], error["code"]) == (param, "unknown_parameter")
 
 
-@pytest.mark.parametrize("params,param", [
-    ({"limit": "0"}, "limit"), ({"limit": "101"}, "limit"), ({"limit": "ten"}, "limit"),
-    ({"order": "newest"}, "order"), ({"after": "proj_abc"}, "after"), ({"project_id": "conv_abc"}, "project_id"),
-    ({"referrer": "has space"}, "referrer"),
-])
+@pytest.mark.parametrize(
+    "params,param",
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"order": "newest"}, "order"),
+        ({"after": "proj_abc"}, "after"),
+        ({"project_id": "conv_abc"}, "project_id"),
+        ({"referrer": "has space"}, "referrer"),
+    ],
+)
 async def test_bad_list_parameters_are_refused(me, params, param):
     error = await me.error("GET", "/v1/conversations", 400, params=params)
     assert error["param"] == param

@@ -44,10 +44,17 @@ async def test_head_is_not_an_operation(client):
 # A planned operation's 501 (x-planned): tests/test_routing.py, as the contract may have none at the moment.
 
 
-@pytest.mark.parametrize("method,path", [
-    ("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("GET", "/v1/conversations"),
-    ("GET", "/llm/v1/users/me/settings"), ("GET", "/auth/me"), ("DELETE", "/v1/admin/providers/prov_abc"),
-])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/v1/models"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/conversations"),
+        ("GET", "/llm/v1/users/me/settings"),
+        ("GET", "/auth/me"),
+        ("DELETE", "/v1/admin/providers/prov_abc"),
+    ],
+)
 async def test_secured_operation_without_credentials_is_401(client, method, path):
     response = await client.request(method, path)
     error = await error_of(response, 401)
@@ -56,12 +63,15 @@ async def test_secured_operation_without_credentials_is_401(client, method, path
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize("headers,code", [
-    ({"Authorization": "Basic dXNlcjpwYXNz"}, "invalid_authorization_header"),
-    ({"Authorization": "Bearer"}, "invalid_authorization_header"),
-    ({"Authorization": "Bearer not-a-token"}, "invalid_token"),
-    ({"X-API-Key": "sk_unknown"}, "invalid_api_key"),
-])
+@pytest.mark.parametrize(
+    "headers,code",
+    [
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "invalid_authorization_header"),
+        ({"Authorization": "Bearer"}, "invalid_authorization_header"),
+        ({"Authorization": "Bearer not-a-token"}, "invalid_token"),
+        ({"X-API-Key": "sk_unknown"}, "invalid_api_key"),
+    ],
+)
 async def test_unverifiable_credentials_are_401(client, headers, code):
     error = await error_of(await client.get("/v1/models", headers=headers), 401)
     assert error["code"] == code
@@ -74,6 +84,7 @@ async def test_slash_in_model_id_routes_to_the_catalog(client):
 
 
 # --- request bodies, on a public operation that takes one (refreshToken) --------------------------
+
 
 async def test_malformed_json_is_400_naming_the_body(client):
     response = await client.post("/auth/refresh-token", data=b'{"refresh_token": ', headers={"Content-Type": "application/json"})
@@ -102,12 +113,14 @@ async def test_wrong_content_type_is_400(client):
 
 
 async def test_non_utf8_body_is_400(client):
-    response = await client.post("/auth/refresh-token", data=b'{"refresh_token": "\xff\xfe"}', headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/auth/refresh-token", data=b'{"refresh_token": "\xff\xfe"}', headers={"Content-Type": "application/json"}
+    )
     error = await error_of(response, 400)
     assert error["code"] == "invalid_encoding"
 
 
-@pytest.mark.parametrize("body", [b'{"refresh_token": NaN}', b'{"refresh_token": "x", "a": Infinity}', b'[NaN]'])
+@pytest.mark.parametrize("body", [b'{"refresh_token": NaN}', b'{"refresh_token": "x", "a": Infinity}', b"[NaN]"])
 async def test_non_finite_numbers_are_400(client, body):
     error = await error_of(await client.post("/auth/refresh-token", data=body, headers={"Content-Type": "application/json"}), 400)
     assert error["code"] == "invalid_json"
@@ -119,7 +132,9 @@ async def test_json_that_is_not_an_object_is_400(client):
 
 
 async def test_lone_surrogate_is_400(client):
-    response = await client.post("/auth/refresh-token", data=b'{"refresh_token": "\\ud800"}', headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/auth/refresh-token", data=b'{"refresh_token": "\\ud800"}', headers={"Content-Type": "application/json"}
+    )
     error = await error_of(response, 400)
     assert error["code"] == "invalid_json"
 
@@ -161,11 +176,14 @@ async def test_query_integers_are_read_as_the_spec_reads_them(client):
     assert response.status == 200
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"model": "m", "messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),          # outside an enum
-    ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": "2"}, "n"),               # wrong type
-    ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "max"}, "reasoning_effort"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"model": "m", "messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),  # outside an enum
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": "2"}, "n"),  # wrong type
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "max"}, "reasoning_effort"),
+    ],
+)
 async def test_chat_bodies_are_validated_over_http_naming_the_field(client, body, param):
     tokens = await (await client.post("/auth/guest-login")).json()
     response = await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {tokens['access_token']}"})

@@ -16,7 +16,11 @@ GATEWAY_SECRET = "gateway-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 async def raw_request(client, header_lines: list[bytes]) -> tuple[int, dict]:
     """GET /auth/me over a raw socket: aiohttp's client refuses to send undecodable header bytes."""
     reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
-    writer.write(b"GET /auth/me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + b"".join(line + b"\r\n" for line in header_lines) + b"\r\n")
+    writer.write(
+        b"GET /auth/me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        + b"".join(line + b"\r\n" for line in header_lines)
+        + b"\r\n"
+    )
     await writer.drain()
     response = await reader.read()
     writer.close()
@@ -24,12 +28,15 @@ async def raw_request(client, header_lines: list[bytes]) -> tuple[int, dict]:
     return int(head.split(b" ", 2)[1]), json.loads(body)
 
 
-@pytest.mark.parametrize("line", [
-    b"X-API-Key: sk_\xff\xfe",
-    b"Authorization: Bearer \xff\xfe",
-    b"Authorization: Bearer eyJ\xc3\x28",
-    b"X-Gateway-Secret: \xff\xfe",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"X-API-Key: sk_\xff\xfe",
+        b"Authorization: Bearer \xff\xfe",
+        b"Authorization: Bearer eyJ\xc3\x28",
+        b"X-Gateway-Secret: \xff\xfe",
+    ],
+)
 async def test_undecodable_credential_bytes_are_401(aiohttp_client, database_dsn, line):
     client = await aiohttp_client(create_app(test_settings(database_dsn, GATEWAY_SHARED_SECRET=GATEWAY_SECRET)))
     status, body = await raw_request(client, [line, b"X-User-Subject: someone"])

@@ -72,11 +72,21 @@ async def guest_login(client, prefix: str = "") -> dict:
 
 # --- guest login ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("prefix", ["", "/llm"])
 async def test_guest_login_provisions_a_keycloak_guest_whose_token_works(api, kc, database_dsn, prefix):
     body = await guest_login(api, prefix)
-    assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in", "expires_at",
-                         "refresh_expires_in", "user_id", "username", "principal_id"}
+    assert set(body) == {
+        "access_token",
+        "refresh_token",
+        "token_type",
+        "expires_in",
+        "expires_at",
+        "refresh_expires_in",
+        "user_id",
+        "username",
+        "principal_id",
+    }
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == kc.access_token_ttl
     assert body["refresh_expires_in"] == kc.refresh_token_ttl
@@ -151,6 +161,7 @@ async def test_guest_login_without_admin_credentials_is_503(make_client, kc):
 
 # --- refresh and logout -----------------------------------------------------------------------------------
 
+
 async def test_refresh_rotates_and_a_replayed_refresh_token_is_401(api, kc):
     login = await guest_login(api)
     response = await api.post("/auth/refresh-token", json={"refresh_token": login["refresh_token"]})
@@ -187,6 +198,7 @@ async def test_logout_ends_the_keycloak_session(api, kc):
 
 
 # --- users of the realm -------------------------------------------------------------------------------------
+
 
 async def test_a_realm_user_is_one_user_across_tokens(api, kc, database_dsn):
     subject = kc.add_user("alice", "pw", realm_roles=("user",))
@@ -226,6 +238,7 @@ async def test_admin_realm_role_grants_admin_operations(api, kc):
 
 
 # --- the JWKS -----------------------------------------------------------------------------------------------
+
 
 async def test_jwks_is_fetched_once_for_many_requests(api, kc):
     kc.add_user("alice", "pw")
@@ -292,8 +305,14 @@ async def test_key_rotation_and_removal_reach_the_verifier_through_one_refetch(m
 async def test_unknown_kid_storm_fetches_the_jwks_at_most_once(api, kc):
     kc.add_user("alice", "pw")
     valid = kc.issue_token("alice")
-    claims = {"iss": kc.issuer, "aud": "account", "azp": kc.client_id, "sub": "storm",
-              "iat": int(time.time()), "exp": int(time.time()) + 300}
+    claims = {
+        "iss": kc.issuer,
+        "aud": "account",
+        "azp": kc.client_id,
+        "sub": "storm",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 300,
+    }
     for _ in range(10):
         token = kc.sign(claims, kid=secrets.token_urlsafe(16))
         error = await error_of(await api.get("/auth/me", headers=bearer(token)), 401)
@@ -304,6 +323,7 @@ async def test_unknown_kid_storm_fetches_the_jwks_at_most_once(api, kc):
 
 
 # --- readiness ----------------------------------------------------------------------------------------------
+
 
 async def test_readiness_lists_the_jwks(api):
     response = await api.get("/v1/readyz")

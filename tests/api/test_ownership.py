@@ -36,15 +36,24 @@ METHODS = ("get", "put", "post", "patch", "delete")
 PREFIXES = ("", "/llm")  # every route is also served under /llm
 # What the contract has today; the derived list must contain at least these (it may grow).
 KNOWN_ID_OPERATIONS = {
-    "getConversation", "updateConversation", "deleteConversation", "listConversationItems",
-    "createConversationItems", "getConversationItem", "deleteConversationItem",
-    "getProject", "updateProject", "deleteProject", "deleteApiKey",
+    "getConversation",
+    "updateConversation",
+    "deleteConversation",
+    "listConversationItems",
+    "createConversationItems",
+    "getConversationItem",
+    "deleteConversationItem",
+    "getProject",
+    "updateProject",
+    "deleteProject",
+    "deleteApiKey",
 }
 SETTINGS_PATH = "/v1/users/me/settings"
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 # --- the contract -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SpecOperation:
@@ -85,8 +94,11 @@ def spec_operations(spec: dict) -> list[SpecOperation]:
             params = shared + [_resolved(spec, p) for p in op.get("parameters", [])]
             path_params = tuple(p["name"] for p in params if p["in"] == "path")
             assert set(path_params) == set(re.findall(r"{([^}]+)}", path)), f"{method} {path}: path parameters"
-            operations.append(SpecOperation(op["operationId"], method.upper(), path, path_params,
-                                            bool(op.get("x-planned")), _body_example(spec, op)))
+            operations.append(
+                SpecOperation(
+                    op["operationId"], method.upper(), path, path_params, bool(op.get("x-planned")), _body_example(spec, op)
+                )
+            )
     return operations
 
 
@@ -132,6 +144,7 @@ def test_the_derived_operations_cover_every_user_id_in_the_contract():
 
 # --- the users and their objects ----------------------------------------------------------------------
 
+
 @dataclass
 class User:
     id: str
@@ -146,8 +159,12 @@ class User:
         return [("jwt", self.jwt), ("apikey", self.apikey)]
 
     def own(self, param: str) -> str:
-        return {"conversation_id": self.conversation_id, "item_id": self.item_ids[0],
-                "project_id": self.project_id, "key_id": self.key_id}[param]
+        return {
+            "conversation_id": self.conversation_id,
+            "item_id": self.item_ids[0],
+            "project_id": self.project_id,
+            "key_id": self.key_id,
+        }[param]
 
 
 def missing_id(param: str) -> str:
@@ -165,22 +182,45 @@ async def make_user(client, marker: str, *, project_name: str) -> User:
     user = User(id=tokens["user_id"], jwt={"Authorization": f"Bearer {tokens['access_token']}"})
     key = await expect(await client.post("/auth/api-keys", json={"name": f"key {marker}"}, headers=user.jwt), 201)
     user.key_id, user.apikey = key["id"], {"Authorization": f"Bearer {key['key']}"}
-    project = await expect(await client.post(
-        "/v1/projects", json={"name": project_name, "instruction": f"instruction {marker}"}, headers=user.jwt), 201)
+    project = await expect(
+        await client.post("/v1/projects", json={"name": project_name, "instruction": f"instruction {marker}"}, headers=user.jwt),
+        201,
+    )
     user.project_id = project["id"]
-    conversation = await expect(await client.post("/v1/conversations", headers=user.jwt, json={
-        "title": f"title {marker}", "metadata": {"owner": marker}, "project_id": user.project_id,
-        "referrer": f"ref-{marker}",
-        "items": [{"type": "message", "role": "user", "content": f"question {marker}"},
-                  {"type": "message", "role": "assistant", "content": f"answer {marker}"}],
-    }), 200)
+    conversation = await expect(
+        await client.post(
+            "/v1/conversations",
+            headers=user.jwt,
+            json={
+                "title": f"title {marker}",
+                "metadata": {"owner": marker},
+                "project_id": user.project_id,
+                "referrer": f"ref-{marker}",
+                "items": [
+                    {"type": "message", "role": "user", "content": f"question {marker}"},
+                    {"type": "message", "role": "assistant", "content": f"answer {marker}"},
+                ],
+            },
+        ),
+        200,
+    )
     user.conversation_id = conversation["id"]
-    added = await expect(await client.post(f"/v1/conversations/{user.conversation_id}/items", headers=user.jwt, json={
-        "items": [{"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": f'{{"q": "{marker}"}}'},
-                  {"type": "function_call_output", "call_id": "call_1", "output": f"output {marker}"}],
-    }), 200)
-    listed = await expect(await client.get(
-        f"/v1/conversations/{user.conversation_id}/items?order=asc&limit=100", headers=user.jwt), 200)
+    added = await expect(
+        await client.post(
+            f"/v1/conversations/{user.conversation_id}/items",
+            headers=user.jwt,
+            json={
+                "items": [
+                    {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": f'{{"q": "{marker}"}}'},
+                    {"type": "function_call_output", "call_id": "call_1", "output": f"output {marker}"},
+                ],
+            },
+        ),
+        200,
+    )
+    listed = await expect(
+        await client.get(f"/v1/conversations/{user.conversation_id}/items?order=asc&limit=100", headers=user.jwt), 200
+    )
     user.item_ids = [item["id"] for item in listed["data"]]
     assert len(user.item_ids) == 4 and user.item_ids[2:] == [item["id"] for item in added["data"]]
     return user
@@ -204,8 +244,10 @@ async def world(client) -> World:
 
 # --- what A has, and checking it did not change ---------------------------------------------------------
 
+
 async def api_snapshot(client, user: User) -> dict:
     """Everything of the user's objects the API shows, as the user sees it (JWT: no last_used_at touch)."""
+
     def get(path: str):
         return client.get(path, headers=user.jwt)
 
@@ -232,8 +274,10 @@ def db_snapshot(dsn: str, user_id: str) -> dict:
         "api_keys": "SELECT * FROM llm_api.api_keys WHERE user_id = %s ORDER BY id",
     }
     return {
-        name: [{column: bytes(value) if isinstance(value, memoryview) else value for column, value in row.items()}
-               for row in query_dicts(dsn, sql, user_id)]
+        name: [
+            {column: bytes(value) if isinstance(value, memoryview) else value for column, value in row.items()}
+            for row in query_dicts(dsn, sql, user_id)
+        ]
         for name, sql in queries.items()
     }
 
@@ -259,8 +303,9 @@ async def assert_still_works_for(client, user: User) -> None:
     assert key["status"] == "active" and key["revoked_at"] is None
     renamed = await expect(await client.post(conv, json={"title": "still mine"}, headers=user.jwt), 200)
     assert renamed["title"] == "still mine" and renamed["project_id"] == user.project_id
-    favorite = await expect(await client.patch(f"/v1/projects/{user.project_id}", json={"is_favorite": True},
-                                               headers=user.jwt), 200)
+    favorite = await expect(
+        await client.patch(f"/v1/projects/{user.project_id}", json={"is_favorite": True}, headers=user.jwt), 200
+    )
     assert favorite["is_favorite"] is True
     await expect(await client.delete(f"{conv}/items/{user.item_ids[-1]}", headers=user.jwt), 200)
     await expect(await client.get(f"{conv}/items/{user.item_ids[-1]}", headers=user.jwt), 404)
@@ -268,9 +313,11 @@ async def assert_still_works_for(client, user: User) -> None:
 
 # --- cross-user attempts ------------------------------------------------------------------------------
 
+
 @dataclass
 class Ledger:
     """Every cross-user attempt and its status."""
+
     attempts: list[tuple[str, int]] = field(default_factory=list)
 
     def record(self, label: str, status: int) -> None:
@@ -299,8 +346,17 @@ def masked(error: dict, ids: dict[str, str]) -> dict:
     return {**error, "message": message}
 
 
-async def compare_with_missing(client, ledger: Ledger, label: str, method: str, path_template: str,
-                               attempt_ids: dict[str, str], foreign: set[str], headers: dict, body: Any) -> dict:
+async def compare_with_missing(
+    client,
+    ledger: Ledger,
+    label: str,
+    method: str,
+    path_template: str,
+    attempt_ids: dict[str, str],
+    foreign: set[str],
+    headers: dict,
+    body: Any,
+) -> dict:
     """Make the call with A's ids, then with missing ids in their place; both must be the same 404."""
     missing_ids = {param: (missing_id(param) if param in foreign else value) for param, value in attempt_ids.items()}
     status, got = await answer(client, method, path_template.format(**attempt_ids), headers, body)
@@ -340,8 +396,9 @@ async def test_every_id_route_answers_another_user_exactly_as_a_missing_id(clien
                 for auth, headers in b.credentials():
                     expected += 1
                     label = f"{op.operation_id} {op.method} {prefix}{op.path} A's {sorted(foreign)} as B ({auth})"
-                    await compare_with_missing(client, ledger, label, op.method, prefix + op.path, ids, set(foreign),
-                                               headers, op.body_example)
+                    await compare_with_missing(
+                        client, ledger, label, op.method, prefix + op.path, ids, set(foreign), headers, op.body_example
+                    )
                     exercised[(op.operation_id, foreign)] += 1
 
     # Every id-bearing operation of the contract, with every combination of A's ids, was tried.
@@ -368,8 +425,11 @@ async def test_another_users_project_cannot_hold_a_new_conversation(client, data
     items_before = db_count(database_dsn, "SELECT count(*) FROM llm_api.conversation_items")
     b_list_before = await expect(await client.get("/v1/conversations", headers=b.jwt), 200)
     a_before = await api_snapshot(client, a)
-    body = {"title": "filed in A's project", "project_id": "{project_id}",
-            "items": [{"type": "message", "role": "user", "content": "hello"}]}
+    body = {
+        "title": "filed in A's project",
+        "project_id": "{project_id}",
+        "items": [{"type": "message", "role": "user", "content": "hello"}],
+    }
     for prefix in PREFIXES:
         for auth, headers in b.credentials():
             for variant in (body, {"project_id": "{project_id}"}):
@@ -386,8 +446,7 @@ async def test_another_users_project_cannot_hold_a_new_conversation(client, data
 
     assert db_count(database_dsn, "SELECT count(*) FROM llm_api.conversations") == conversations_before
     assert db_count(database_dsn, "SELECT count(*) FROM llm_api.conversation_items") == items_before
-    assert db_count(database_dsn, "SELECT count(*) FROM llm_api.conversations WHERE project_id = %s",
-                    a.project_id) == 1
+    assert db_count(database_dsn, "SELECT count(*) FROM llm_api.conversations WHERE project_id = %s", a.project_id) == 1
     assert await expect(await client.get("/v1/conversations", headers=b.jwt), 200) == b_list_before
     assert await api_snapshot(client, a) == a_before
 
@@ -457,14 +516,17 @@ async def test_lists_filters_and_cursors_never_show_another_users_objects(client
                 assert world.marker not in text and not any(a_id in text for a_id in a_ids), (auth, prefix, text)
 
             # A's project as a filter: an empty list, as for a project that does not exist.
-            filtered = await expect(await client.get(f"{prefix}/v1/conversations?project_id={a.project_id}",
-                                                     headers=headers), 200)
-            nowhere = await expect(await client.get(f"{prefix}/v1/conversations?project_id={missing_id('project_id')}",
-                                                    headers=headers), 200)
+            filtered = await expect(
+                await client.get(f"{prefix}/v1/conversations?project_id={a.project_id}", headers=headers), 200
+            )
+            nowhere = await expect(
+                await client.get(f"{prefix}/v1/conversations?project_id={missing_id('project_id')}", headers=headers), 200
+            )
             empty = {"object": "list", "data": [], "first_id": "", "last_id": "", "has_more": False, "total": 0}
             assert filtered == nowhere == empty
-            by_referrer = await expect(await client.get(f"{prefix}/v1/conversations?referrer=ref-{world.marker}",
-                                                        headers=headers), 200)
+            by_referrer = await expect(
+                await client.get(f"{prefix}/v1/conversations?referrer=ref-{world.marker}", headers=headers), 200
+            )
             assert by_referrer == empty
 
             # A's ids as cursors: an empty page, exactly as an id that exists nowhere.
@@ -476,10 +538,8 @@ async def test_lists_filters_and_cursors_never_show_another_users_objects(client
             for path, foreign, kind in cursors:
                 fresh = missing_id(kind)
                 for order in ("asc", "desc"):
-                    page = await expect(await client.get(f"{prefix}{path}?order={order}&after={foreign}",
-                                                         headers=headers), 200)
-                    baseline = await expect(await client.get(f"{prefix}{path}?order={order}&after={fresh}",
-                                                             headers=headers), 200)
+                    page = await expect(await client.get(f"{prefix}{path}?order={order}&after={foreign}", headers=headers), 200)
+                    baseline = await expect(await client.get(f"{prefix}{path}?order={order}&after={fresh}", headers=headers), 200)
                     assert page == baseline and page["data"] == [] and page["has_more"] is False, (path, order, page)
 
 
@@ -489,14 +549,17 @@ async def test_an_item_id_of_another_users_conversation_is_free_in_ones_own(clie
     a_before = db_snapshot(database_dsn, a.id)
     path = f"/v1/conversations/{b.conversation_id}/items"
     for item_id in (a.item_ids[0], missing_id("item_id")):
-        added = await expect(await client.post(path, headers=b.jwt, json={
-            "items": [{"type": "message", "id": item_id, "role": "user", "content": "mine"}]}), 200)
+        added = await expect(
+            await client.post(
+                path, headers=b.jwt, json={"items": [{"type": "message", "id": item_id, "role": "user", "content": "mine"}]}
+            ),
+            200,
+        )
         assert [item["id"] for item in added["data"]] == [item_id]
         got = await expect(await client.get(f"{path}/{item_id}", headers=b.jwt), 200)
         assert got["content"] == [{"type": "input_text", "text": "mine"}]
     assert db_snapshot(database_dsn, a.id) == a_before
-    original = await expect(await client.get(
-        f"/v1/conversations/{a.conversation_id}/items/{a.item_ids[0]}", headers=a.jwt), 200)
+    original = await expect(await client.get(f"/v1/conversations/{a.conversation_id}/items/{a.item_ids[0]}", headers=a.jwt), 200)
     assert original["content"] == [{"type": "input_text", "text": f"question {world.marker}"}]
 
 
@@ -519,14 +582,19 @@ async def test_settings_are_the_callers_own(client, world):
     b_default = await expect(await client.get(SETTINGS_PATH, headers=b.jwt), 200)
     a_default = await expect(await client.get(SETTINGS_PATH, headers=a.jwt), 200)
     assert a_default == b_default and b_default["created_at"] is None
-    a_changed = await expect(await client.patch(SETTINGS_PATH, json=settings_ops["PATCH"].body_example,
-                                                headers=a.jwt), 200)
+    a_changed = await expect(await client.patch(SETTINGS_PATH, json=settings_ops["PATCH"].body_example, headers=a.jwt), 200)
     assert a_changed != a_default and a_changed["created_at"] is not None
     for prefix in PREFIXES:
         for _, headers in b.credentials():
             assert await expect(await client.get(prefix + SETTINGS_PATH, headers=headers), 200) == b_default
-    b_changed = await expect(await client.patch(SETTINGS_PATH, headers=b.apikey, json={
-        "profile_settings": {"nick_name": "Bee", "more_about_you": "not A"}, "enable_trace": True}), 200)
+    b_changed = await expect(
+        await client.patch(
+            SETTINGS_PATH,
+            headers=b.apikey,
+            json={"profile_settings": {"nick_name": "Bee", "more_about_you": "not A"}, "enable_trace": True},
+        ),
+        200,
+    )
     assert b_changed["profile_settings"]["nick_name"] == "Bee"
     for _, headers in a.credentials():
         assert await expect(await client.get(SETTINGS_PATH, headers=headers), 200) == a_changed

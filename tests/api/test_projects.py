@@ -6,13 +6,11 @@ import pytest
 
 from tests.api.test_builtin_auth import rows
 
-PROJECT_KEYS = {"id", "object", "name", "instruction", "is_favorite", "is_archived", "archived_at", "created_at",
-                "updated_at"}
+PROJECT_KEYS = {"id", "object", "name", "instruction", "is_favorite", "is_archived", "archived_at", "created_at", "updated_at"}
 
 
 async def test_create_answers_201_with_the_project(me):
-    project = await me.call("POST", "/v1/projects", json={"name": "Thesis", "instruction": "Be a patient reviewer."},
-                            status=201)
+    project = await me.call("POST", "/v1/projects", json={"name": "Thesis", "instruction": "Be a patient reviewer."}, status=201)
     assert set(project) == PROJECT_KEYS
     assert project["id"].startswith("proj_") and project["object"] == "project"
     assert (project["name"], project["instruction"], project["is_favorite"]) == ("Thesis", "Be a patient reviewer.", False)
@@ -24,31 +22,41 @@ async def test_create_answers_201_with_the_project(me):
     assert (bare["instruction"], bare["is_favorite"]) == (None, True)
 
 
-@pytest.mark.parametrize("name,stored", [
-    ("  Spaced  ", "Spaced"), ("x", "x"), ("n" * 120, "n" * 120), ("  " + "n" * 116 + "  ", "n" * 116),
-    ("Inner  spaces kept", "Inner  spaces kept"), ("Ünïcödé ✓", "Ünïcödé ✓"),
-])
+@pytest.mark.parametrize(
+    "name,stored",
+    [
+        ("  Spaced  ", "Spaced"),
+        ("x", "x"),
+        ("n" * 120, "n" * 120),
+        ("  " + "n" * 116 + "  ", "n" * 116),
+        ("Inner  spaces kept", "Inner  spaces kept"),
+        ("Ünïcödé ✓", "Ünïcödé ✓"),
+    ],
+)
 async def test_names_are_trimmed_of_surrounding_spaces(me, name, stored):
     project = await me.call("POST", "/v1/projects", json={"name": name}, status=201)
     assert project["name"] == stored
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"name": ""}, "name"),
-    ({"name": "   "}, "name"),
-    ({"name": "n" * 121}, "name"),
-    ({"name": "tab\there"}, "name"),
-    ({"name": "line\nbreak"}, "name"),
-    ({"name": "nul\x00"}, "name"),
-    ({"name": "del\x7f"}, "name"),
-    ({"name": "ok", "instruction": "i" * 32769}, "instruction"),
-    ({"name": "ok", "instruction": "bell\x07"}, "instruction"),
-    ({"name": "ok", "instruction": "nul\x00"}, "instruction"),
-    ({"name": "ok", "instruction": "escape\x1b[0m"}, "instruction"),
-    ({}, "name"),
-    ({"name": 5}, "name"),
-    ({"name": "ok", "colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"name": "n" * 121}, "name"),
+        ({"name": "tab\there"}, "name"),
+        ({"name": "line\nbreak"}, "name"),
+        ({"name": "nul\x00"}, "name"),
+        ({"name": "del\x7f"}, "name"),
+        ({"name": "ok", "instruction": "i" * 32769}, "instruction"),
+        ({"name": "ok", "instruction": "bell\x07"}, "instruction"),
+        ({"name": "ok", "instruction": "nul\x00"}, "instruction"),
+        ({"name": "ok", "instruction": "escape\x1b[0m"}, "instruction"),
+        ({}, "name"),
+        ({"name": 5}, "name"),
+        ({"name": "ok", "colour": "red"}, "colour"),
+    ],
+)
 async def test_invalid_input_is_refused_naming_the_field(me, body, param):
     error = await me.error("POST", "/v1/projects", 400, json=body)
     assert error["param"] == param and error["type"] == "invalid_request_error"
@@ -117,8 +125,13 @@ async def test_list_pages_and_counts(me, someone_else):
         empty = await me.call("GET", "/v1/projects", params={"after": after})
         assert (empty["data"], empty["first_id"], empty["last_id"], empty["has_more"]) == ([], "", "", False)
         assert empty["total"] == 7
-    for params, param in [({"limit": "0"}, "limit"), ({"limit": "101"}, "limit"), ({"order": "up"}, "order"),
-                          ({"after": "conv_abc"}, "after"), ({"page": "2"}, "page")]:
+    for params, param in [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"order": "up"}, "order"),
+        ({"after": "conv_abc"}, "after"),
+        ({"page": "2"}, "page"),
+    ]:
         assert (await me.error("GET", "/v1/projects", 400, params=params))["param"] == param
 
 
@@ -150,8 +163,13 @@ async def test_patch_updates_only_what_is_sent(me):
     assert (await me.call("PATCH", path, json={"is_archived": True, "archived": False}))["is_archived"] is True
     assert await me.call("GET", path) == await me.call("PATCH", path, json={})
 
-    for body, param in [({"name": "  "}, "name"), ({"name": "n" * 121}, "name"), ({"instruction": "\x00"}, "instruction"),
-                        ({"is_favorite": "yes"}, "is_favorite"), ({"pinned": True}, "pinned")]:
+    for body, param in [
+        ({"name": "  "}, "name"),
+        ({"name": "n" * 121}, "name"),
+        ({"instruction": "\x00"}, "instruction"),
+        ({"is_favorite": "yes"}, "is_favorite"),
+        ({"pinned": True}, "pinned"),
+    ]:
         assert (await me.error("PATCH", path, 400, json=body))["param"] == param
 
 

@@ -56,6 +56,7 @@ async def assert_limited(response, limit: int) -> dict:
 
 # --- the must-show ---------------------------------------------------------------------------------
 
+
 async def test_101_requests_100_pass_counting_down_then_429(aiohttp_client, fresh_dsn):
     client = await limited(aiohttp_client, fresh_dsn, 100)
     headers = await guest_headers(client)
@@ -82,6 +83,7 @@ async def test_a_refused_request_does_not_run(aiohttp_client, fresh_dsn):
 
 
 # --- exemptions and scope --------------------------------------------------------------------------
+
 
 async def test_health_routes_are_exempt(aiohttp_client, fresh_dsn):
     client = await limited(aiohttp_client, fresh_dsn, 2)
@@ -146,6 +148,7 @@ async def test_anonymous_calls_are_limited_per_address(aiohttp_client, fresh_dsn
 
 # --- across workers --------------------------------------------------------------------------------
 
+
 async def settled(dsn: str, key: str, count: int) -> None:
     """Wait until the shared row shows ``count`` (each instance settles in the background)."""
     for _ in range(100):
@@ -181,9 +184,7 @@ async def test_concurrent_requests_on_two_instances_are_all_counted(aiohttp_clie
     one = await aiohttp_client(create_app(settings))
     two = await aiohttp_client(create_app(settings))
     headers, user_id = await guest_user(one)
-    responses = await asyncio.gather(*(
-        (one if n % 2 else two).get("/v1/models", headers=headers) for n in range(70)
-    ))
+    responses = await asyncio.gather(*((one if n % 2 else two).get("/v1/models", headers=headers) for n in range(70)))
     passed = [response for response in responses if response.status == 200]
     refused = [response for response in responses if response.status == 429]
     # At least the budget passes; beyond it, at most what one instance counted before hearing of the
@@ -199,6 +200,7 @@ async def test_concurrent_requests_on_two_instances_are_all_counted(aiohttp_clie
 
 # --- off -------------------------------------------------------------------------------------------
 
+
 async def test_limit_zero_turns_limits_off(aiohttp_client, fresh_dsn):
     client = await limited(aiohttp_client, fresh_dsn, 0)
     headers = await guest_headers(client)
@@ -213,6 +215,7 @@ async def test_limit_zero_turns_limits_off(aiohttp_client, fresh_dsn):
 
 
 # --- X-Forwarded-For ---------------------------------------------------------------------------------
+
 
 async def test_forwarded_for_is_ignored_without_a_gateway(aiohttp_client, fresh_dsn):
     client = await limited(aiohttp_client, fresh_dsn, 3)
@@ -252,6 +255,7 @@ async def test_forwarded_for_is_honoured_from_the_gateway(aiohttp_client, fresh_
 
 
 # --- the window ------------------------------------------------------------------------------------
+
 
 async def test_the_budget_comes_back_when_the_window_closes(aiohttp_client, fresh_dsn):
     client = await limited(aiohttp_client, fresh_dsn, 3)

@@ -12,10 +12,19 @@ import pytest
 
 from tests.api.test_builtin_auth import TOKEN_FIELDS
 
-CONVERSATION_KEYS = {"id", "object", "created_at", "updated_at", "metadata", "title", "project_id", "referrer",
-                     "is_archived", "archived_at"}
-PROJECT_KEYS = {"id", "object", "name", "instruction", "is_favorite", "is_archived", "archived_at", "created_at",
-                "updated_at"}
+CONVERSATION_KEYS = {
+    "id",
+    "object",
+    "created_at",
+    "updated_at",
+    "metadata",
+    "title",
+    "project_id",
+    "referrer",
+    "is_archived",
+    "archived_at",
+}
+PROJECT_KEYS = {"id", "object", "name", "instruction", "is_favorite", "is_archived", "archived_at", "created_at", "updated_at"}
 ITEM_KEYS = {"id", "type", "status", "role", "content", "created_at"}
 LIST_KEYS = {"object", "data", "first_id", "last_id", "has_more"}
 
@@ -47,8 +56,9 @@ async def curl(request, client) -> Curl:
 
 
 async def test_project_examples(curl):
-    project = await curl("POST", "/v1/projects",
-                         '{"name":"Marketing Campaign","instruction":"You are a marketing expert."}', status=201)
+    project = await curl(
+        "POST", "/v1/projects", '{"name":"Marketing Campaign","instruction":"You are a marketing expert."}', status=201
+    )
     assert set(project) == PROJECT_KEYS and project["object"] == "project"
     assert (project["name"], project["instruction"]) == ("Marketing Campaign", "You are a marketing expert.")
     project_id = project["id"]
@@ -59,10 +69,17 @@ async def test_project_examples(curl):
 
     assert await curl("GET", f"/v1/projects/{project_id}") == project
 
-    updated = await curl("PATCH", f"/v1/projects/{project_id}",
-                         '{"name":"Updated Project Name","instruction":"New instruction text","archived":false}')
+    updated = await curl(
+        "PATCH",
+        f"/v1/projects/{project_id}",
+        '{"name":"Updated Project Name","instruction":"New instruction text","archived":false}',
+    )
     assert set(updated) == PROJECT_KEYS
-    assert (updated["id"], updated["name"], updated["instruction"]) == (project_id, "Updated Project Name", "New instruction text")
+    assert (updated["id"], updated["name"], updated["instruction"]) == (
+        project_id,
+        "Updated Project Name",
+        "New instruction text",
+    )
     assert updated["is_archived"] is False and updated["archived_at"] is None
 
     deleted = await curl("DELETE", f"/v1/projects/{project_id}")
@@ -70,14 +87,14 @@ async def test_project_examples(curl):
 
 
 async def test_conversation_examples(curl):
-    project = await curl("POST", "/v1/projects",
-                         '{"name":"Marketing Campaign","instruction":"You are a marketing expert."}', status=201)
+    project = await curl(
+        "POST", "/v1/projects", '{"name":"Marketing Campaign","instruction":"You are a marketing expert."}', status=201
+    )
 
     empty = await curl("GET", "/v1/conversations")
     assert empty == {"object": "list", "data": [], "first_id": "", "last_id": "", "has_more": False, "total": 0}
 
-    conversation = await curl("POST", "/v1/conversations",
-                              f'{{"title": "My Conversation", "project_id": "{project["id"]}"}}')
+    conversation = await curl("POST", "/v1/conversations", f'{{"title": "My Conversation", "project_id": "{project["id"]}"}}')
     assert set(conversation) == CONVERSATION_KEYS and conversation["object"] == "conversation"
     assert (conversation["title"], conversation["project_id"]) == ("My Conversation", project["id"])
     conversation_id = conversation["id"]
@@ -95,13 +112,20 @@ async def test_conversation_examples(curl):
     no_items = await curl("GET", f"/v1/conversations/{conversation_id}/items")
     assert no_items == {"object": "list", "data": [], "first_id": "", "last_id": "", "has_more": False}
 
-    created = await curl("POST", f"/v1/conversations/{conversation_id}/items",
-                         '{"items":[{"type":"message","role":"user","content":[{"type":"input_text","text":"Hello!"}]}]}')
+    created = await curl(
+        "POST",
+        f"/v1/conversations/{conversation_id}/items",
+        '{"items":[{"type":"message","role":"user","content":[{"type":"input_text","text":"Hello!"}]}]}',
+    )
     assert set(created) == LIST_KEYS and created["has_more"] is False
     [item] = created["data"]
     assert set(item) == ITEM_KEYS and item["id"].startswith("msg_")
     assert (item["type"], item["role"], item["status"], item["content"]) == (
-        "message", "user", "completed", [{"type": "input_text", "text": "Hello!"}])
+        "message",
+        "user",
+        "completed",
+        [{"type": "input_text", "text": "Hello!"}],
+    )
     assert (created["first_id"], created["last_id"]) == (item["id"], item["id"])
 
     items = await curl("GET", f"/v1/conversations/{conversation_id}/items")

@@ -34,6 +34,7 @@ BUILTIN_ISSUER = "llm-api"
 
 # --- helpers -------------------------------------------------------------------------------------------------
 
+
 def b64url(data: bytes | str) -> str:
     if isinstance(data, str):
         data = data.encode()
@@ -70,8 +71,15 @@ def access_claims(issuer: str, subject: str, **overrides) -> dict:
     """Claims as Keycloak puts them in a jan-client access token; an override of None removes the claim."""
     now = int(time.time())
     claims = {
-        "exp": now + 300, "iat": now, "jti": str(uuid.uuid4()), "iss": issuer, "aud": "account", "sub": subject,
-        "typ": "Bearer", "azp": "jan-client", "realm_access": {"roles": ["user"]},
+        "exp": now + 300,
+        "iat": now,
+        "jti": str(uuid.uuid4()),
+        "iss": issuer,
+        "aud": "account",
+        "sub": subject,
+        "typ": "Bearer",
+        "azp": "jan-client",
+        "realm_access": {"roles": ["user"]},
         "preferred_username": f"user-{subject[-8:]}",
     }
     for name, value in overrides.items():
@@ -115,6 +123,7 @@ async def assert_accepted(client, token: str) -> dict:
 
 # --- Keycloak mode --------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def api(aiohttp_client, database_dsn, kc):
     return await aiohttp_client(create_app(test_settings(database_dsn, KEYCLOAK_BASE_URL=kc.base_url)))
@@ -139,6 +148,7 @@ Case = Callable[[FakeKeycloak, str, str], tuple[str, str]]
 def _alg_none(alg: str) -> Case:
     def make(kc, iss, sub):
         return unsigned({"alg": alg, "typ": "JWT", "kid": kc.current_kid}, access_claims(iss, sub)), "invalid_token"
+
     return make
 
 
@@ -147,15 +157,18 @@ def _hs256_with_public_key(form: str) -> Case:
         secret = public_key_secrets(current_jwk(kc))[form]
         token = hs256({"alg": "HS256", "typ": "JWT", "kid": kc.current_kid}, access_claims(iss, sub), secret)
         return token, "invalid_token"
+
     return make
 
 
 def _signed(code: str = "invalid_token", **overrides) -> Case:
     """Properly signed by the realm's current key; a callable override gets the time the case runs at."""
+
     def make(kc, iss, sub):
         now = time.time()
         claims = access_claims(iss, sub, **{k: v(now) if callable(v) else v for k, v in overrides.items()})
         return kc.sign(claims), code
+
     return make
 
 
@@ -180,12 +193,14 @@ def _unknown_kid(kc, iss, sub):
 
 def _kid_header(kid: object) -> Case:
     """Signed by the realm's current key under a header PyJWT would not write (kid absent, null, a number)."""
+
     def make(kc, iss, sub):
         header = {"alg": "RS256", "typ": "JWT"} if kid == "absent" else {"alg": "RS256", "typ": "JWT", "kid": kid}
         signing_input = f"{b64url_json(header)}.{b64url_json(access_claims(iss, sub))}"
         private = kc._realms[kc.realm].current_key.private  # the fake's key object, as in _enc_key
         signature = RSAAlgorithm(RSAAlgorithm.SHA256).sign(signing_input.encode(), private)
         return f"{signing_input}.{b64url(signature)}", "invalid_token"
+
     return make
 
 
@@ -216,8 +231,7 @@ SIGNED_CASES: dict[str, Case] = {
     "iat far in the future": _signed(iat=lambda now: int(now) + 3600, exp=lambda now: int(now) + 7200),
     "no exp": _signed(exp=None),
     "wrong iss": _signed(iss="http://127.0.0.1:1/realms/jan"),
-    "other realm's iss": lambda kc, iss, sub: (kc.sign(access_claims(f"{kc.base_url}/realms/master", sub)),
-                                               "invalid_token"),
+    "other realm's iss": lambda kc, iss, sub: (kc.sign(access_claims(f"{kc.base_url}/realms/master", sub)), "invalid_token"),
     "wrong aud": _signed(aud="other-audience"),
     "aud list without account": _signed(aud=["jan-client", "broker"]),
     "no aud": _signed(aud=None),
@@ -276,9 +290,16 @@ async def test_no_credentials_is_401(api):
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize("control", [
-    "as issued", "aud list with account", "expired within the skew", "nbf within the skew", "no azp",
-])
+@pytest.mark.parametrize(
+    "control",
+    [
+        "as issued",
+        "aud list with account",
+        "expired within the skew",
+        "nbf within the skew",
+        "no azp",
+    ],
+)
 async def test_a_valid_control_token_passes(api, kc, database_dsn, control):
     """The same fake and the same claims as the forgeries: the rejections above are not vacuous."""
     subject = f"control-{uuid.uuid4()}"
@@ -305,6 +326,7 @@ async def test_a_token_issued_by_the_fake_passes(api, kc, database_dsn):
 
 
 # --- the built-in issuer ----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 async def builtin(aiohttp_client, database_dsn):
@@ -335,10 +357,18 @@ async def test_builtin_issuer_control_token_passes(builtin, database_dsn):
     assert rows_for_subject(database_dsn, principal["subject"]) == 1
 
 
-@pytest.mark.parametrize("case", [
-    "alg none", "HS256 keyed with the PEM public key", "HS256 keyed with the JWK", "HS256 keyed with the PKCS1 PEM",
-    "signed by a foreign key", "signed by a foreign key under the issuer's kid", "tampered sub",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "alg none",
+        "HS256 keyed with the PEM public key",
+        "HS256 keyed with the JWK",
+        "HS256 keyed with the PKCS1 PEM",
+        "signed by a foreign key",
+        "signed by a foreign key under the issuer's kid",
+        "tampered sub",
+    ],
+)
 async def test_builtin_issuer_refuses_forged_tokens(builtin, foreign, database_dsn, case):
     jwk = await builtin_jwk(builtin)
     subject = f"forged-{uuid.uuid4()}"
@@ -366,7 +396,9 @@ async def test_builtin_issuer_refuses_forged_tokens(builtin, foreign, database_d
     assert rows_for_subject(database_dsn, subject) == 0
 
 
-@pytest.mark.parametrize("case", ["word", "three letters", "empty segments", "non-base64", "header that is a JSON list",
-                                  "8 KB string", "100 KB string"])
+@pytest.mark.parametrize(
+    "case",
+    ["word", "three letters", "empty segments", "non-base64", "header that is a JSON list", "8 KB string", "100 KB string"],
+)
 async def test_builtin_issuer_refuses_garbage(builtin, case):
     await assert_rejected(builtin, GARBAGE[case], "invalid_token")

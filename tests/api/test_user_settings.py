@@ -12,11 +12,23 @@ from tests.sql import query
 
 SEED_DEFAULTS = {
     "memory_config": {
-        "enabled": True, "observe_enabled": True, "inject_user_core": True, "inject_semantic": True,
-        "inject_episodic": False, "max_user_items": 3, "max_project_items": 5, "max_episodic_items": 3,
+        "enabled": True,
+        "observe_enabled": True,
+        "inject_user_core": True,
+        "inject_semantic": True,
+        "inject_episodic": False,
+        "max_user_items": 3,
+        "max_project_items": 5,
+        "max_episodic_items": 3,
         "min_similarity": 0.75,
     },
-    "profile_settings": {"base_style": "Friendly", "custom_instructions": "", "nick_name": "", "occupation": "", "more_about_you": ""},
+    "profile_settings": {
+        "base_style": "Friendly",
+        "custom_instructions": "",
+        "nick_name": "",
+        "occupation": "",
+        "more_about_you": "",
+    },
     "advanced_settings": {"web_search": False, "code_enabled": False},
     "enable_trace": False,
     "enable_tools": True,
@@ -81,16 +93,19 @@ async def test_preferences_merge_one_level_deep(client):
     assert merged["preferences"] == {"selected_model": "jan-v1-4b", "theme": "light", "shortcuts": ["a", "b"]}
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"memory_config": {"max_user_items": 21}}, "memory_config.max_user_items"),
-    ({"memory_config": {"max_project_items": -1}}, "memory_config.max_project_items"),
-    ({"memory_config": {"max_episodic_items": 21}}, "memory_config.max_episodic_items"),
-    ({"memory_config": {"min_similarity": 1.5}}, "memory_config.min_similarity"),
-    ({"profile_settings": {"base_style": "Sarcastic"}}, "profile_settings.base_style"),
-    ({"profile_settings": {"base_style": "friendly"}}, "profile_settings.base_style"),
-    ({"advanced_settings": {"web_search": "yes"}}, "advanced_settings.web_search"),
-    ({"memory_config": {"max_user_items": 5, "unknown": 1}}, "memory_config.unknown"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"memory_config": {"max_user_items": 21}}, "memory_config.max_user_items"),
+        ({"memory_config": {"max_project_items": -1}}, "memory_config.max_project_items"),
+        ({"memory_config": {"max_episodic_items": 21}}, "memory_config.max_episodic_items"),
+        ({"memory_config": {"min_similarity": 1.5}}, "memory_config.min_similarity"),
+        ({"profile_settings": {"base_style": "Sarcastic"}}, "profile_settings.base_style"),
+        ({"profile_settings": {"base_style": "friendly"}}, "profile_settings.base_style"),
+        ({"advanced_settings": {"web_search": "yes"}}, "advanced_settings.web_search"),
+        ({"memory_config": {"max_user_items": 5, "unknown": 1}}, "memory_config.unknown"),
+    ],
+)
 async def test_invalid_changes_are_400_naming_the_field_and_write_nothing(client, body, param):
     auth = await guest(client)
     await patch(client, auth, {"profile_settings": {"occupation": "before"}})
@@ -142,8 +157,7 @@ async def two_instances(aiohttp_client, make_database):
 
 async def listening(dsn: str) -> int:
     """How many connections listen for changes on this database (each instance keeps one)."""
-    return query(dsn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                      "AND query LIKE 'LISTEN%%'")[0][0]
+    return query(dsn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%%'")[0][0]
 
 
 async def test_a_change_made_through_one_instance_reaches_the_others_cache(two_instances):
@@ -166,8 +180,9 @@ async def test_an_instance_that_lost_its_listening_connection_serves_nothing_sta
         await asyncio.sleep(0.02)
     await settings_of(two, auth)  # cached by two
     # Cut every listening connection: a change made now could not be announced to anyone...
-    query(dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-               "AND query LIKE 'LISTEN%%'")
+    query(
+        dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+    )
     await patch(one, auth, {"profile_settings": {"occupation": "chemist"}})
     # ... so instance two must not serve what it cached before: it reads again until it listens again.
     await eventually_sees(two, auth, "chemist")

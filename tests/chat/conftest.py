@@ -37,8 +37,11 @@ async def claude() -> FakeAnthropic:
 async def memory() -> FakeMemory:
     """Jan's memory-tools, remembering a little about the user, a project and the past."""
     async with running(FakeMemory()) as fake:
-        fake.remember(core=["prefers SI units"], semantic=[("Lab", "the lab is in Villeurbanne")],
-                      episodic=["asked about buffers yesterday"])
+        fake.remember(
+            core=["prefers SI units"],
+            semantic=[("Lab", "the lab is in Villeurbanne")],
+            episodic=["asked about buffers yesterday"],
+        )
         yield fake
 
 
@@ -72,8 +75,9 @@ async def guest_token(server: TestServer) -> str:
 
 def sdk(server: TestServer, token: str) -> openai.AsyncOpenAI:
     """The official SDK as a demanding user configures it: strict response validation, no retries."""
-    return openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key=token, max_retries=0,
-                              _strict_response_validation=True)
+    return openai.AsyncOpenAI(
+        base_url=str(server.make_url("/v1")), api_key=token, max_retries=0, _strict_response_validation=True
+    )
 
 
 @pytest.fixture
@@ -105,4 +109,3 @@ async def http(server) -> aiohttp.ClientSession:
 @pytest.fixture
 async def me(http) -> Caller:
     return await guest_caller(http)
-

@@ -39,9 +39,14 @@ class Answer:
 async def chat(server: TestServer, token: str, model: str, *, stream: bool = False, **fields: Any) -> Answer:
     """POST /v1/chat/completions with a one-message prompt; the raw status, headers and body."""
     body = {"model": model, "messages": MESSAGES, **({"stream": True} if stream else {}), **fields}
-    async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session, session.post(
-        str(server.make_url("/v1/chat/completions")), json=body, headers={"Authorization": f"Bearer {token}"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session,
+        session.post(
+            str(server.make_url("/v1/chat/completions")),
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response,
+    ):
         return Answer(response.status, response.headers, await response.read())
 
 
@@ -90,7 +95,7 @@ def stream_of(answer: Answer) -> Stream:
             pings += 1
         else:
             assert event.startswith("data: ") and "\n" not in event, event
-            data.append(event[len("data: "):])
+            data.append(event[len("data: ") :])
     assert data and data[-1] == "[DONE]" and "[DONE]" not in data[:-1], data
     payloads = [json.loads(item) for item in data[:-1]]
     error = None
@@ -128,8 +133,10 @@ def unused_port() -> int:
 @asynccontextmanager
 async def two_vllms():
     """Two vLLM fakes serving the same model."""
-    async with running(FakeOpenAIUpstream(models=(VLLM_MODEL,))) as first, \
-            running(FakeOpenAIUpstream(models=(VLLM_MODEL,))) as second:
+    async with (
+        running(FakeOpenAIUpstream(models=(VLLM_MODEL,))) as first,
+        running(FakeOpenAIUpstream(models=(VLLM_MODEL,))) as second,
+    ):
         yield first, second
 
 

@@ -24,15 +24,30 @@ from llm_api.config import Settings
 from llm_api.providers import sources
 from tests.api.callers import Caller
 from tests.chat.conftest import sdk
-from tests.fakes.loopback import running
 from tests.conftest import free_port
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import OPENAI, FakeOpenAIUpstream
 from tests.sql import query, query_dicts
 
 ADMIN_KEY = "admin-key-0123456789abcdefghijklmnopqrstuv"
 LAB_KEY = "sk-lab-secret-key-7f3a9d"
-PROVIDER_KEYS = {"id", "object", "name", "vendor", "base_url", "has_api_key", "api_key_hint", "source", "active", "models",
-                 "aliases", "metadata", "last_synced_at", "created_at", "updated_at"}
+PROVIDER_KEYS = {
+    "id",
+    "object",
+    "name",
+    "vendor",
+    "base_url",
+    "has_api_key",
+    "api_key_hint",
+    "source",
+    "active",
+    "models",
+    "aliases",
+    "metadata",
+    "last_synced_at",
+    "created_at",
+    "updated_at",
+}
 HELLO = [{"role": "user", "content": "Dis bonjour"}]
 
 
@@ -75,8 +90,10 @@ async def lab() -> FakeOpenAIUpstream:
 @pytest.fixture
 async def openai_fakes() -> list[FakeOpenAIUpstream]:
     """Two OpenAI-like upstreams serving the same model."""
-    async with running(FakeOpenAIUpstream(models=("gpt-4o-mini",), flavour=OPENAI)) as first, \
-            running(FakeOpenAIUpstream(models=("gpt-4o-mini",), flavour=OPENAI)) as second:
+    async with (
+        running(FakeOpenAIUpstream(models=("gpt-4o-mini",), flavour=OPENAI)) as first,
+        running(FakeOpenAIUpstream(models=("gpt-4o-mini",), flavour=OPENAI)) as second,
+    ):
         yield [first, second]
 
 
@@ -116,7 +133,12 @@ async def test_a_provider_created_without_models_lists_them_from_the_provider(st
     assert set(provider) == PROVIDER_KEYS
     assert provider["id"].startswith("prov_") and provider["object"] == "provider"
     assert (provider["name"], provider["vendor"], provider["base_url"], provider["source"], provider["active"]) == (
-        "lab", "vllm", f"{lab.base_url}/v1", "api", True)
+        "lab",
+        "vllm",
+        f"{lab.base_url}/v1",
+        "api",
+        True,
+    )
     assert provider["models"] == ["jan-v1-4b", "qwen3-8b"]
     assert provider["last_synced_at"] >= provider["created_at"] > 0
     assert [(r["method"], r["path"]) for r in lab.requests] == [("GET", "/v1/models")]
@@ -127,10 +149,21 @@ async def test_a_provider_created_without_models_lists_them_from_the_provider(st
 
 async def test_a_provider_created_with_models_serves_those_without_asking(start, lab):
     site = await start()
-    provider = await create(site, name="lab", vendor="vllm", base_url=f"{lab.base_url}/v1", models=["qwen3-8b"],
-                            aliases={"small": "qwen3-8b"}, metadata={"team": "research"})
+    provider = await create(
+        site,
+        name="lab",
+        vendor="vllm",
+        base_url=f"{lab.base_url}/v1",
+        models=["qwen3-8b"],
+        aliases={"small": "qwen3-8b"},
+        metadata={"team": "research"},
+    )
     assert (provider["models"], provider["aliases"], provider["metadata"], provider["last_synced_at"]) == (
-        ["qwen3-8b"], {"small": "qwen3-8b"}, {"team": "research"}, None)
+        ["qwen3-8b"],
+        {"small": "qwen3-8b"},
+        {"team": "research"},
+        None,
+    )
     assert (provider["has_api_key"], provider["api_key_hint"]) == (False, None)
     assert lab.requests == []
     assert await model_ids(site.guest) == ["vllm/qwen3-8b"]
@@ -139,7 +172,9 @@ async def test_a_provider_created_with_models_serves_those_without_asking(start,
 async def test_an_unreachable_provider_without_models_is_refused_and_not_created(start):
     site = await start()
     base_url = f"http://127.0.0.1:{free_port()}/v1"
-    error = await site.admin.error("POST", "/v1/admin/providers", 502, json={"name": "gone", "vendor": "vllm", "base_url": base_url})
+    error = await site.admin.error(
+        "POST", "/v1/admin/providers", 502, json={"name": "gone", "vendor": "vllm", "base_url": base_url}
+    )
     assert error["code"] == "model_listing_failed"
     assert "gone" in error["message"] and "models explicitly" in error["message"]
     assert (await site.admin.call("GET", "/v1/admin/providers"))["data"] == []
@@ -149,8 +184,12 @@ async def test_an_unreachable_provider_without_models_is_refused_and_not_created
 async def test_a_duplicate_name_is_a_conflict(start, lab):
     site = await start()
     first = await create(site, name="lab", vendor="vllm", base_url=f"{lab.base_url}/v1", models=["jan-v1-4b"])
-    error = await site.admin.error("POST", "/v1/admin/providers", 409,
-                                   json={"name": "lab", "vendor": "ollama", "base_url": "http://127.0.0.1:9/v1", "models": ["x"]})
+    error = await site.admin.error(
+        "POST",
+        "/v1/admin/providers",
+        409,
+        json={"name": "lab", "vendor": "ollama", "base_url": "http://127.0.0.1:9/v1", "models": ["x"]},
+    )
     assert (error["code"], error["param"]) == ("duplicate_name", "name")
     assert [row["id"] for row in (await site.admin.call("GET", "/v1/admin/providers"))["data"]] == [first["id"]]
 
@@ -160,8 +199,9 @@ async def test_a_base_url_that_is_no_uri_is_refused_on_create_and_update(start, 
     # `format: uri` is RFC 3986: non-ASCII must be percent-encoded. The pattern alone let these through
     # (found by schemathesis): stored, or a 500 in strict contract mode.
     site = await start()
-    error = await site.admin.error("POST", "/v1/admin/providers", 400,
-                                   json={"name": "bad", "vendor": "vllm", "base_url": base_url, "models": ["x"]})
+    error = await site.admin.error(
+        "POST", "/v1/admin/providers", 400, json={"name": "bad", "vendor": "vllm", "base_url": base_url, "models": ["x"]}
+    )
     assert (error["code"], error["param"]) == ("invalid_value", "base_url"), error
     made = await create(site, name="lab", vendor="vllm", base_url=f"{lab.base_url}/v1", models=["jan-v1-4b"])
     error = await site.admin.error("PATCH", f"/v1/admin/providers/{made['id']}", 400, json={"base_url": base_url})
@@ -208,11 +248,22 @@ async def test_a_deactivated_provider_serves_nothing_until_reactivated(start, vl
 async def test_an_api_provider_can_be_renamed_and_repointed(start, vllm, lab):
     site = await start()
     made = await create(site, name="lab", vendor="vllm", base_url=f"{vllm.base_url}/v1", models=["jan-v1-4b"])
-    changed = await site.admin.call("PATCH", f"/v1/admin/providers/{made['id']}", json={
-        "name": "lab-2", "base_url": f"{lab.base_url}/v1", "api_key": LAB_KEY, "models": None,
-    })
+    changed = await site.admin.call(
+        "PATCH",
+        f"/v1/admin/providers/{made['id']}",
+        json={
+            "name": "lab-2",
+            "base_url": f"{lab.base_url}/v1",
+            "api_key": LAB_KEY,
+            "models": None,
+        },
+    )
     assert (changed["name"], changed["base_url"], changed["models"], changed["api_key_hint"]) == (
-        "lab-2", f"{lab.base_url}/v1", ["jan-v1-4b", "qwen3-8b"], LAB_KEY[-4:])
+        "lab-2",
+        f"{lab.base_url}/v1",
+        ["jan-v1-4b", "qwen3-8b"],
+        LAB_KEY[-4:],
+    )
     await chat(site.guest, "vllm/qwen3-8b")
     assert len(chat_calls(lab)) == 1 and chat_calls(vllm) == []
 
@@ -254,7 +305,9 @@ async def test_api_key_null_removes_the_key(start, lab):
 
 
 async def test_providers_from_the_file_with_variables_expanded_from_the_settings(start, tmp_path, vllm, lab):
-    path = providers_file(tmp_path, """
+    path = providers_file(
+        tmp_path,
+        """
 providers:
   - name: lab
     vendor: vllm
@@ -267,9 +320,9 @@ providers:
     vendor: openai_compatible
     base_url: ${LOCAL_URL:-http://127.0.0.1:9/v1}
     api_key: ${LOCAL_API_KEY:-sk-local-default-1234}
-""")
-    site = await start(PROVIDERS_CONFIG_FILE=path, LAB_URL=lab.base_url, LAB_API_KEY=LAB_KEY,
-                       LOCAL_URL=f"{vllm.base_url}/v1")
+""",
+    )
+    site = await start(PROVIDERS_CONFIG_FILE=path, LAB_URL=lab.base_url, LAB_API_KEY=LAB_KEY, LOCAL_URL=f"{vllm.base_url}/v1")
     listed = (await site.admin.call("GET", "/v1/admin/providers"))["data"]
     assert [(p["name"], p["source"], p["base_url"], p["api_key_hint"], p["models"], p["aliases"]) for p in listed] == [
         ("lab", "config_file", f"{lab.base_url}/v1", LAB_KEY[-4:], ["qwen3-8b"], {"small": "qwen3-8b"}),
@@ -284,10 +337,13 @@ providers:
 
 
 async def test_an_unset_variable_with_an_empty_default_means_no_key(start, tmp_path, vllm):
-    path = providers_file(tmp_path, f"""
+    path = providers_file(
+        tmp_path,
+        f"""
 providers:
   - {{name: local, vendor: vllm, base_url: "{vllm.base_url}/v1", api_key: "${{NO_SUCH_KEY:-}}"}}
-""")
+""",
+    )
     site = await start(PROVIDERS_CONFIG_FILE=path)
     (provider,) = (await site.admin.call("GET", "/v1/admin/providers"))["data"]
     assert (provider["has_api_key"], provider["api_key_hint"], provider["models"]) == (False, None, ["jan-v1-4b"])
@@ -297,11 +353,15 @@ providers:
 
 async def test_providers_from_environment_shortcuts(start, vllm, openai_fakes):
     openai_upstream = openai_fakes[0]
-    site = await start(VLLM_BASE_URL=f"{vllm.base_url}/v1", OPENAI_API_KEY="sk-openai-test-5678",
-                       OPENAI_BASE_URL=f"{openai_upstream.base_url}/v1")
+    site = await start(
+        VLLM_BASE_URL=f"{vllm.base_url}/v1",
+        OPENAI_API_KEY="sk-openai-test-5678",
+        OPENAI_BASE_URL=f"{openai_upstream.base_url}/v1",
+    )
     listed = (await site.admin.call("GET", "/v1/admin/providers"))["data"]
-    assert [(p["name"], p["vendor"], p["source"], p["base_url"], p["has_api_key"], p["api_key_hint"], p["models"])
-            for p in listed] == [
+    assert [
+        (p["name"], p["vendor"], p["source"], p["base_url"], p["has_api_key"], p["api_key_hint"], p["models"]) for p in listed
+    ] == [
         ("openai", "openai", "environment", f"{openai_upstream.base_url}/v1", True, "5678", ["gpt-4o-mini"]),
         ("vllm", "vllm", "environment", f"{vllm.base_url}/v1", False, None, ["jan-v1-4b"]),
     ]
@@ -313,18 +373,29 @@ async def test_providers_from_environment_shortcuts(start, vllm, openai_fakes):
 @pytest.fixture
 async def configured(start, tmp_path, vllm, lab) -> Site:
     """A provider from the file ("lab") and one from the environment ("vllm")."""
-    path = providers_file(tmp_path, f"""
+    path = providers_file(
+        tmp_path,
+        f"""
 providers:
   - {{name: lab, vendor: vllm, base_url: "{lab.base_url}/v1", api_key: {LAB_KEY}, models: [qwen3-8b]}}
-""")
+""",
+    )
     return await start(PROVIDERS_CONFIG_FILE=path, VLLM_BASE_URL=f"{vllm.base_url}/v1")
 
 
 @pytest.mark.parametrize("name", ["lab", "vllm"], ids=["config_file", "environment"])
-@pytest.mark.parametrize("change", [
-    {"base_url": "http://127.0.0.1:9/v1"}, {"api_key": "sk-other-key"}, {"api_key": None}, {"models": ["other"]},
-    {"name": "renamed"}, {"aliases": {"small": "qwen3-8b"}},
-], ids=lambda change: next(iter(change)))
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"base_url": "http://127.0.0.1:9/v1"},
+        {"api_key": "sk-other-key"},
+        {"api_key": None},
+        {"models": ["other"]},
+        {"name": "renamed"},
+        {"aliases": {"small": "qwen3-8b"}},
+    ],
+    ids=lambda change: next(iter(change)),
+)
 async def test_a_configured_providers_connection_belongs_to_its_source(configured, name, change):
     provider = await provider_named(configured, name)
     error = await configured.admin.error("PATCH", f"/v1/admin/providers/{provider['id']}", 409, json={"active": False, **change})
@@ -335,8 +406,9 @@ async def test_a_configured_providers_connection_belongs_to_its_source(configure
 @pytest.mark.parametrize("name", ["lab", "vllm"], ids=["config_file", "environment"])
 async def test_a_configured_provider_can_be_deactivated_and_annotated_but_not_deleted(configured, name):
     provider = await provider_named(configured, name)
-    changed = await configured.admin.call("PATCH", f"/v1/admin/providers/{provider['id']}",
-                                          json={"active": False, "metadata": {"note": "maintenance"}})
+    changed = await configured.admin.call(
+        "PATCH", f"/v1/admin/providers/{provider['id']}", json={"active": False, "metadata": {"note": "maintenance"}}
+    )
     assert (changed["active"], changed["metadata"], changed["base_url"]) == (False, {"note": "maintenance"}, provider["base_url"])
     assert not [model for model in await model_ids(configured.guest) if model in provider_models(provider)]
     error = await configured.admin.error("DELETE", f"/v1/admin/providers/{provider['id']}", 409)
@@ -365,52 +437,75 @@ def configuration_error(tmp_path: Path, text: str | None, **env: str) -> str:
     return message.removeprefix(f"PROVIDERS_CONFIG_FILE {path}: ")
 
 
-@pytest.mark.parametrize("entry,problem", [
-    ('{name: second, vendor: nope, base_url: "http://127.0.0.1:9/v1"}', "vendor"),
-    ('{name: second, vendor: vllm}', "base_url"),
-    ('{name: Second Provider, vendor: vllm, base_url: "http://127.0.0.1:9/v1"}', "name"),
-    ('{name: second, vendor: vllm, base_url: "${SECOND_URL}"}', "base_url"),  # unset: empty
-    ('{name: second, vendor: vllm, base_url: "http://127.0.0.1:9/v1", models: "jan-v1-4b"}', "models"),
-    ('{name: second, vendor: vllm, base_url: "http://127.0.0.1:9/v1", colour: blue}', "colour"),
-])
+@pytest.mark.parametrize(
+    "entry,problem",
+    [
+        ('{name: second, vendor: nope, base_url: "http://127.0.0.1:9/v1"}', "vendor"),
+        ("{name: second, vendor: vllm}", "base_url"),
+        ('{name: Second Provider, vendor: vllm, base_url: "http://127.0.0.1:9/v1"}', "name"),
+        ('{name: second, vendor: vllm, base_url: "${SECOND_URL}"}', "base_url"),  # unset: empty
+        ('{name: second, vendor: vllm, base_url: "http://127.0.0.1:9/v1", models: "jan-v1-4b"}', "models"),
+        ('{name: second, vendor: vllm, base_url: "http://127.0.0.1:9/v1", colour: blue}', "colour"),
+    ],
+)
 def test_a_bad_entry_is_a_one_line_configuration_error_naming_it(tmp_path, entry, problem):
-    message = configuration_error(tmp_path, f"""
+    message = configuration_error(
+        tmp_path,
+        f"""
 providers:
   - {{name: first, vendor: vllm, base_url: "http://127.0.0.1:9/v1"}}
   - {entry}
-""")
+""",
+    )
     assert message.startswith("providers[1]: ")
     assert problem in message
 
 
 def test_a_bad_key_from_a_variable_is_named_but_not_shown(tmp_path):
-    message = configuration_error(tmp_path, """
+    message = configuration_error(
+        tmp_path,
+        """
 providers:
   - {name: lab, vendor: vllm, base_url: "http://127.0.0.1:9/v1", api_key: "${LAB_API_KEY}"}
-""", LAB_API_KEY="sk-pasted with a space")
+""",
+        LAB_API_KEY="sk-pasted with a space",
+    )
     assert message.startswith("providers[0]: ") and "api_key" in message
     assert "sk-pasted" not in message
 
 
-@pytest.mark.parametrize("text,problem", [
-    (None, "No such file"),
-    ("providers: [unclosed\n", "while parsing"),
-    ("models: []\n", "expected a top-level 'providers:' list"),
-    ("providers:\n  - {name: twin, vendor: vllm, base_url: 'http://a/v1'}\n  - {name: twin, vendor: vllm, base_url: 'http://b/v1'}\n",
-     "two providers share a name"),
-])
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        (None, "No such file"),
+        ("providers: [unclosed\n", "while parsing"),
+        ("models: []\n", "expected a top-level 'providers:' list"),
+        (
+            "providers:\n  - {name: twin, vendor: vllm, base_url: 'http://a/v1'}\n  - {name: twin, vendor: vllm, base_url: 'http://b/v1'}\n",
+            "two providers share a name",
+        ),
+    ],
+)
 def test_an_unusable_file_is_a_one_line_configuration_error(tmp_path, text, problem):
     assert problem in configuration_error(tmp_path, text)
 
 
 def test_the_file_sees_the_environment_of_the_settings(tmp_path):
-    path = providers_file(tmp_path, """
+    path = providers_file(
+        tmp_path,
+        """
 providers:
   - {name: lab, vendor: vllm, base_url: "${LAB_URL:-http://127.0.0.1:8001}/v1", models: [jan-v1-4b], aliases: {fast: jan-v1-4b}}
-""")
+""",
+    )
     (spec,) = sources.configured(Settings.from_env({"PROVIDERS_CONFIG_FILE": path, "LAB_URL": "http://10.0.0.7:8000"}))
     assert (spec.name, spec.base_url, spec.models, spec.aliases, spec.source) == (
-        "lab", "http://10.0.0.7:8000/v1", ("jan-v1-4b",), {"fast": "jan-v1-4b"}, "config_file")
+        "lab",
+        "http://10.0.0.7:8000/v1",
+        ("jan-v1-4b",),
+        {"fast": "jan-v1-4b"},
+        "config_file",
+    )
     (default,) = sources.configured(Settings.from_env({"PROVIDERS_CONFIG_FILE": path}))
     assert default.base_url == "http://127.0.0.1:8001/v1"
 
@@ -431,7 +526,9 @@ async def test_with_no_provider_the_list_is_empty_and_a_chat_says_how_to_add_one
 async def two_openais(start, tmp_path, openai_fakes, lab) -> Site:
     """zeta and alpha (in that order in the file) both serve gpt-4o-mini; lab serves two vLLM models."""
     zeta, alpha = openai_fakes
-    path = providers_file(tmp_path, f"""
+    path = providers_file(
+        tmp_path,
+        f"""
 providers:
   - name: zeta
     vendor: openai
@@ -451,13 +548,20 @@ providers:
     base_url: {lab.base_url}/v1
     api_key: {LAB_KEY}
     aliases: {{fast: jan-v1-4b}}
-""")
+""",
+    )
     return await start(PROVIDERS_CONFIG_FILE=path)
 
 
-@pytest.mark.parametrize("model,upstream", [
-    ("vllm/jan-v1-4b", "jan-v1-4b"), ("jan-v1-4b", "jan-v1-4b"), ("fast", "jan-v1-4b"), ("qwen3-8b", "qwen3-8b"),
-])
+@pytest.mark.parametrize(
+    "model,upstream",
+    [
+        ("vllm/jan-v1-4b", "jan-v1-4b"),
+        ("jan-v1-4b", "jan-v1-4b"),
+        ("fast", "jan-v1-4b"),
+        ("qwen3-8b", "qwen3-8b"),
+    ],
+)
 async def test_a_model_is_found_by_public_id_own_id_or_alias(two_openais, lab, model, upstream):
     answer = await chat(two_openais.guest, model)
     assert answer["model"] == f"vllm/{upstream}"
@@ -495,8 +599,12 @@ async def test_the_catalog_entry_of_a_model(two_openais, path):
     assert entry["created"] > 0 and "temperature" in entry["supported_parameters"]
     assert "top_k" not in entry["supported_parameters"]  # OpenAI has no top_k
     assert {key: value for key, value in entry.items() if key not in ("created", "supported_parameters")} == {
-        "id": "openai/gpt-4o-mini", "object": "model.catalog", "display_name": "gpt-4o-mini", "owned_by": "zeta",
-        "context_length": None, "max_completion_tokens": None,
+        "id": "openai/gpt-4o-mini",
+        "object": "model.catalog",
+        "display_name": "gpt-4o-mini",
+        "owned_by": "zeta",
+        "context_length": None,
+        "max_completion_tokens": None,
         "capabilities": {"vision": True, "tools": True, "reasoning": False, "audio": False},
         "aliases": ["mini", "small"],
         "providers": [
@@ -518,8 +626,7 @@ async def test_the_sdk_retrieves_a_model_by_public_id_alias_or_own_id(two_openai
             model = await client.models.retrieve(name)
             assert (model.id, model.object, model.owned_by) == ("openai/gpt-4o-mini", "model", "zeta")
             assert model.model_extra["display_name"] == "gpt-4o-mini"
-        assert [model.id async for model in client.models.list()] == [
-            "openai/gpt-4o-mini", "vllm/jan-v1-4b", "vllm/qwen3-8b"]
+        assert [model.id async for model in client.models.list()] == ["openai/gpt-4o-mini", "vllm/jan-v1-4b", "vllm/qwen3-8b"]
         with pytest.raises(openai.NotFoundError) as raised:
             await client.models.retrieve("openai/gpt-5")
         assert raised.value.code == "model_not_found"
@@ -529,7 +636,10 @@ async def test_models_with_provider_data_list_one_entry_per_provider(two_openais
     ids = {p["name"]: p["id"] for p in (await two_openais.admin.call("GET", "/v1/admin/providers"))["data"]}
     plain = (await two_openais.guest.call("GET", "/v1/models"))["data"]
     assert [(m["id"], m["owned_by"], m["display_name"]) for m in plain] == [
-        ("openai/gpt-4o-mini", "zeta", "gpt-4o-mini"), ("vllm/jan-v1-4b", "lab", "jan-v1-4b"), ("vllm/qwen3-8b", "lab", "qwen3-8b")]
+        ("openai/gpt-4o-mini", "zeta", "gpt-4o-mini"),
+        ("vllm/jan-v1-4b", "lab", "jan-v1-4b"),
+        ("vllm/qwen3-8b", "lab", "qwen3-8b"),
+    ]
     assert not [m for m in plain if {"provider_id", "provider_vendor", "provider_name"} & set(m)]
 
     response = await two_openais.guest.client.get("/v1/models", headers={**two_openais.guest.headers, "X-Provider-Data": "true"})
@@ -547,7 +657,8 @@ async def test_model_providers_show_base_urls_to_admins_only_and_secrets_never(t
     zeta, alpha = openai_fakes
     as_guest = (await two_openais.guest.call("GET", "/v1/models/providers"))["data"]
     assert [(p["name"], p["vendor"], p["active"], p["models"]) for p in as_guest] == [
-        ("zeta", "openai", True, ["openai/gpt-4o-mini"]), ("alpha", "openai", True, ["openai/gpt-4o-mini"]),
+        ("zeta", "openai", True, ["openai/gpt-4o-mini"]),
+        ("alpha", "openai", True, ["openai/gpt-4o-mini"]),
         ("lab", "vllm", True, ["vllm/jan-v1-4b", "vllm/qwen3-8b"]),
     ]
     assert all(set(p) == {"id", "object", "name", "vendor", "active", "models"} for p in as_guest)
@@ -561,13 +672,16 @@ async def test_model_providers_show_base_urls_to_admins_only_and_secrets_never(t
 # ---------------------------------------------------------------- only for admins
 
 
-@pytest.mark.parametrize("method,path,body", [
-    ("GET", "/v1/admin/providers", None),
-    ("POST", "/v1/admin/providers", {"name": "x", "vendor": "vllm", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}),
-    ("GET", "/v1/admin/providers/{id}", None),
-    ("PATCH", "/v1/admin/providers/{id}", {"active": False}),
-    ("DELETE", "/v1/admin/providers/{id}", None),
-])
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("GET", "/v1/admin/providers", None),
+        ("POST", "/v1/admin/providers", {"name": "x", "vendor": "vllm", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}),
+        ("GET", "/v1/admin/providers/{id}", None),
+        ("PATCH", "/v1/admin/providers/{id}", {"active": False}),
+        ("DELETE", "/v1/admin/providers/{id}", None),
+    ],
+)
 async def test_the_admin_api_is_forbidden_to_others(start, lab, method, path, body):
     site = await start()
     made = await create(site, name="lab", vendor="vllm", base_url=f"{lab.base_url}/v1", models=["jan-v1-4b"])

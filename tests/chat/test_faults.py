@@ -22,11 +22,20 @@ import openai
 import pytest
 
 from tests.chat.conftest import ANTHROPIC_KEY, guest_token
-from tests.fakes.loopback import running
 from tests.chat.faults_support import (
-    CLAUDE_MODEL, VLLM_MODEL, assert_error, calls, chat, providers_file, serve_pair, stream_of, two_vllms, unused_port,
+    CLAUDE_MODEL,
+    VLLM_MODEL,
+    assert_error,
+    calls,
+    chat,
+    providers_file,
+    serve_pair,
+    stream_of,
+    two_vllms,
+    unused_port,
     vllm_entry,
 )
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 BOTH = (False, True)  # stream off, then on: before a stream started, a failure is the same JSON error
@@ -56,8 +65,7 @@ async def test_a_provider_resetting_every_connection_is_a_502_naming_it(serve, v
     vllm.refuse_connections()
     for stream in BOTH:  # three attempts each, with pauses between them
         answer = await chat(server, token, VLLM_MODEL, stream=stream)
-        assert_error(answer, 502, type="upstream_error", code="provider_unavailable",
-                     message="Provider vllm cannot be reached: ")
+        assert_error(answer, 502, type="upstream_error", code="provider_unavailable", message="Provider vllm cannot be reached: ")
     assert calls(vllm) == []
 
 
@@ -66,8 +74,9 @@ async def test_a_provider_nobody_listens_for_is_a_502_after_the_retries(serve, t
     config = providers_file(tmp_path, vllm_entry("local-vllm", f"http://127.0.0.1:{unused_port()}"))
     server = await serve(PROVIDERS_CONFIG_FILE=config, UPSTREAM_RETRIES=2)
     answer = await chat(server, await guest_token(server), VLLM_MODEL, stream=stream)
-    assert_error(answer, 502, type="upstream_error", code="provider_unavailable",
-                 message="Provider local-vllm cannot be reached: ")
+    assert_error(
+        answer, 502, type="upstream_error", code="provider_unavailable", message="Provider local-vllm cannot be reached: "
+    )
 
 
 async def test_an_anthropic_provider_that_is_gone_is_a_502_naming_it(claude, claude_server):
@@ -75,8 +84,9 @@ async def test_an_anthropic_provider_that_is_gone_is_a_502_naming_it(claude, cla
     await claude.stop()
     for stream in BOTH:
         answer = await chat(claude_server, token, CLAUDE_MODEL, stream=stream)
-        assert_error(answer, 502, type="upstream_error", code="provider_unavailable",
-                     message="Provider anthropic cannot be reached: ")
+        assert_error(
+            answer, 502, type="upstream_error", code="provider_unavailable", message="Provider anthropic cannot be reached: "
+        )
 
 
 @BOTH_WAYS
@@ -85,8 +95,13 @@ async def test_a_503_is_retried_UPSTREAM_RETRIES_times_then_a_502(serve, vllm, s
     for _ in range(3):
         vllm.fail(503)
     answer = await chat(server, await guest_token(server), VLLM_MODEL, stream=stream)
-    assert_error(answer, 502, type="upstream_error", code="provider_unavailable",
-                 message="Provider vllm answered 503: The server is not ready to serve requests.")
+    assert_error(
+        answer,
+        502,
+        type="upstream_error",
+        code="provider_unavailable",
+        message="Provider vllm answered 503: The server is not ready to serve requests.",
+    )
     assert len(calls(vllm)) == 3 and vllm.pending == 0
 
 
@@ -106,16 +121,26 @@ async def test_an_anthropic_503_is_retried_then_a_502(serve, claude):
     for _ in range(2):
         claude.fail(503, "api_error", "Service Unavailable")
     answer = await chat(server, await guest_token(server), CLAUDE_MODEL)
-    assert_error(answer, 502, type="upstream_error", code="provider_unavailable",
-                 message="Provider anthropic answered 503: Service Unavailable")
+    assert_error(
+        answer,
+        502,
+        type="upstream_error",
+        code="provider_unavailable",
+        message="Provider anthropic answered 503: Service Unavailable",
+    )
     assert len(calls(claude)) == 2
 
 
 async def test_a_connection_dropped_before_any_answer_is_unavailable(vllm, vllm_server):
     vllm.cut(0)  # not streamed: the connection closes without a response
     answer = await chat(vllm_server, await guest_token(vllm_server), VLLM_MODEL)
-    assert_error(answer, 502, type="upstream_error", code="provider_unavailable",
-                 message="Provider vllm cannot be reached: Server disconnected.")
+    assert_error(
+        answer,
+        502,
+        type="upstream_error",
+        code="provider_unavailable",
+        message="Provider vllm cannot be reached: Server disconnected.",
+    )
     assert len(calls(vllm)) == 1
 
 
@@ -174,18 +199,19 @@ async def test_a_provider_slower_than_UPSTREAM_TIMEOUT_is_a_504_not_retried(serv
     server = await serve(VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_TIMEOUT="0.3", UPSTREAM_RETRIES=2)
     vllm.delay(3)
     answer = await chat(server, await guest_token(server), VLLM_MODEL)
-    assert_error(answer, 504, type="upstream_error", code="upstream_timeout",
-                 message="Provider vllm did not answer in time.")
+    assert_error(answer, 504, type="upstream_error", code="upstream_timeout", message="Provider vllm did not answer in time.")
     assert len(calls(vllm)) == 1
 
 
 async def test_a_slow_anthropic_provider_is_a_504(serve, claude):
-    server = await serve(ANTHROPIC_API_KEY=ANTHROPIC_KEY, ANTHROPIC_BASE_URL=f"{claude.base_url}/v1",
-                         UPSTREAM_TIMEOUT="0.3", UPSTREAM_RETRIES=0)
+    server = await serve(
+        ANTHROPIC_API_KEY=ANTHROPIC_KEY, ANTHROPIC_BASE_URL=f"{claude.base_url}/v1", UPSTREAM_TIMEOUT="0.3", UPSTREAM_RETRIES=0
+    )
     claude.delay(3)
     answer = await chat(server, await guest_token(server), CLAUDE_MODEL)
-    assert_error(answer, 504, type="upstream_error", code="upstream_timeout",
-                 message="Provider anthropic did not answer in time.")
+    assert_error(
+        answer, 504, type="upstream_error", code="upstream_timeout", message="Provider anthropic did not answer in time."
+    )
 
 
 # ---------------------------------------------------------------- error statuses
@@ -196,10 +222,20 @@ VLLM_STATUSES = [
     (500, 502, "upstream_error", "upstream_error", "Provider vllm answered 500: Internal server error"),
     (401, 502, "upstream_error", "upstream_auth_failed", "Provider vllm refused our credentials (401): "),
     (403, 502, "upstream_error", "upstream_auth_failed", "Provider vllm refused our credentials (403): "),
-    (400, 400, "invalid_request_error", "upstream_invalid_request",
-     "Provider vllm answered 400: This model's maximum context length is 32768 tokens."),
-    (404, 404, "invalid_request_error", "upstream_not_found",
-     "Provider vllm answered 404: The model `jan-v1-4b` does not exist."),
+    (
+        400,
+        400,
+        "invalid_request_error",
+        "upstream_invalid_request",
+        "Provider vllm answered 400: This model's maximum context length is 32768 tokens.",
+    ),
+    (
+        404,
+        404,
+        "invalid_request_error",
+        "upstream_not_found",
+        "Provider vllm answered 404: The model `jan-v1-4b` does not exist.",
+    ),
     (413, 413, "invalid_request_error", "upstream_request_too_large", "Provider vllm answered 413: "),
     (422, 400, "invalid_request_error", "upstream_invalid_request", "Provider vllm answered 422: "),
 ]
@@ -220,8 +256,13 @@ async def test_a_key_vllm_refuses_is_a_502_upstream_auth_failed(serve, tmp_path)
         config = providers_file(tmp_path, vllm_entry("secured-vllm", upstream.base_url, api_key="a-wrong-key"))
         server = await serve(PROVIDERS_CONFIG_FILE=config, UPSTREAM_RETRIES=2)
         answer = await chat(server, await guest_token(server), VLLM_MODEL)
-        assert_error(answer, 502, type="upstream_error", code="upstream_auth_failed",
-                     message="Provider secured-vllm refused our credentials (401): Unauthorized")
+        assert_error(
+            answer,
+            502,
+            type="upstream_error",
+            code="upstream_auth_failed",
+            message="Provider secured-vllm refused our credentials (401): Unauthorized",
+        )
         assert calls(upstream)[0]["headers"]["authorization"] == "Bearer a-wrong-key"
         assert len(calls(upstream)) == 1
 
@@ -231,16 +272,22 @@ async def test_a_429_is_a_429_with_the_providers_retry_after(vllm, vllm_server):
     for stream in BOTH:
         vllm.fail(429, headers={"Retry-After": "7"})
         answer = await chat(vllm_server, token, VLLM_MODEL, stream=stream)
-        assert_error(answer, 429, type="rate_limit_error", code="upstream_rate_limited",
-                     message="Provider vllm answered 429: Rate limit reached for jan-v1-4b")
+        assert_error(
+            answer,
+            429,
+            type="rate_limit_error",
+            code="upstream_rate_limited",
+            message="Provider vllm answered 429: Rate limit reached for jan-v1-4b",
+        )
         assert answer.headers["Retry-After"] == "7"
 
 
 async def test_a_429_without_retry_after_still_says_when_to_retry(vllm, vllm_server):
     vllm.fail(429, {"error": {"message": "slow down"}}, headers={})
     answer = await chat(vllm_server, await guest_token(vllm_server), VLLM_MODEL)
-    assert_error(answer, 429, type="rate_limit_error", code="upstream_rate_limited",
-                 message="Provider vllm answered 429: slow down")
+    assert_error(
+        answer, 429, type="rate_limit_error", code="upstream_rate_limited", message="Provider vllm answered 429: slow down"
+    )
     assert answer.headers["Retry-After"] == "1"
 
 
@@ -258,27 +305,49 @@ async def test_the_sdk_sees_an_upstream_500_as_a_502(vllm, oai):
     with pytest.raises(openai.InternalServerError) as caught:
         await oai.chat.completions.create(model=VLLM_MODEL, messages=[{"role": "user", "content": "Salut"}])
     assert caught.value.status_code == 502
-    assert caught.value.body == {"message": "Provider vllm answered 500: Internal server error",
-                                 "type": "upstream_error", "param": None, "code": "upstream_error"}
+    assert caught.value.body == {
+        "message": "Provider vllm answered 500: Internal server error",
+        "type": "upstream_error",
+        "param": None,
+        "code": "upstream_error",
+    }
 
 
 ANTHROPIC_FAILURES = [
     # queued failure, our status, type, code, message
     (("overloaded",), 502, "upstream_error", "provider_unavailable", "Provider anthropic answered 529: Overloaded"),
-    ((500, "api_error", "Internal server error"), 502, "upstream_error", "upstream_error",
-     "Provider anthropic answered 500: Internal server error"),
-    ((403, "permission_error", "Your API key does not have permission to use the specified resource."), 502,
-     "upstream_error", "upstream_auth_failed", "Provider anthropic refused our credentials (403): Your API key"),
-    ((400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"), 400,
-     "invalid_request_error", "upstream_invalid_request",
-     "Provider anthropic answered 400: prompt is too long: 210000 tokens > 200000 maximum"),
-    ((404, "not_found_error", "model: claude-sonnet-4-5"), 404, "invalid_request_error", "upstream_not_found",
-     "Provider anthropic answered 404: model: claude-sonnet-4-5"),
+    (
+        (500, "api_error", "Internal server error"),
+        502,
+        "upstream_error",
+        "upstream_error",
+        "Provider anthropic answered 500: Internal server error",
+    ),
+    (
+        (403, "permission_error", "Your API key does not have permission to use the specified resource."),
+        502,
+        "upstream_error",
+        "upstream_auth_failed",
+        "Provider anthropic refused our credentials (403): Your API key",
+    ),
+    (
+        (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"),
+        400,
+        "invalid_request_error",
+        "upstream_invalid_request",
+        "Provider anthropic answered 400: prompt is too long: 210000 tokens > 200000 maximum",
+    ),
+    (
+        (404, "not_found_error", "model: claude-sonnet-4-5"),
+        404,
+        "invalid_request_error",
+        "upstream_not_found",
+        "Provider anthropic answered 404: model: claude-sonnet-4-5",
+    ),
 ]
 
 
-@pytest.mark.parametrize("failure, status, type, code, message", ANTHROPIC_FAILURES,
-                         ids=["529", "500", "403", "400", "404"])
+@pytest.mark.parametrize("failure, status, type, code, message", ANTHROPIC_FAILURES, ids=["529", "500", "403", "400", "404"])
 async def test_an_anthropic_error_status_is_mapped(claude, claude_server, failure, status, type, code, message):
     token = await guest_token(claude_server)
     for stream in BOTH:
@@ -292,12 +361,25 @@ async def test_an_anthropic_error_status_is_mapped(claude, claude_server, failur
 
 
 async def test_a_key_anthropic_refuses_is_a_502_upstream_auth_failed(serve, claude, tmp_path):
-    config = providers_file(tmp_path, {"name": "claude", "vendor": "anthropic", "base_url": f"{claude.base_url}/v1",
-                                       "api_key": "sk-ant-wrong", "models": [CLAUDE_MODEL]})
+    config = providers_file(
+        tmp_path,
+        {
+            "name": "claude",
+            "vendor": "anthropic",
+            "base_url": f"{claude.base_url}/v1",
+            "api_key": "sk-ant-wrong",
+            "models": [CLAUDE_MODEL],
+        },
+    )
     server = await serve(PROVIDERS_CONFIG_FILE=config, UPSTREAM_RETRIES=0)
     answer = await chat(server, await guest_token(server), CLAUDE_MODEL)
-    assert_error(answer, 502, type="upstream_error", code="upstream_auth_failed",
-                 message="Provider claude refused our credentials (401): invalid x-api-key")
+    assert_error(
+        answer,
+        502,
+        type="upstream_error",
+        code="upstream_auth_failed",
+        message="Provider claude refused our credentials (401): invalid x-api-key",
+    )
 
 
 async def test_an_anthropic_429_is_a_429_with_its_retry_after(claude, claude_server):
@@ -305,32 +387,45 @@ async def test_an_anthropic_429_is_a_429_with_its_retry_after(claude, claude_ser
     for stream in BOTH:
         claude.rate_limited(retry_after=9)
         answer = await chat(claude_server, token, CLAUDE_MODEL, stream=stream)
-        assert_error(answer, 429, type="rate_limit_error", code="upstream_rate_limited",
-                     message="Provider anthropic answered 429: Number of request tokens has exceeded")
+        assert_error(
+            answer,
+            429,
+            type="rate_limit_error",
+            code="upstream_rate_limited",
+            message="Provider anthropic answered 429: Number of request tokens has exceeded",
+        )
         assert answer.headers["Retry-After"] == "9"
 
 
 # ---------------------------------------------------------------- unreadable answers
 
 
-@pytest.mark.parametrize("payload, message", [
-    (b"{not json", "Provider vllm answered something that is not JSON."),
-    (b'{"object": "chat.completion"}', "Provider vllm answered something that is not a chat completion."),
-    (b'{"choices": [1]}', "Provider vllm "),
-    (b'{"choices": [{"index": 0, "message": "Bonjour"}]}', "Provider vllm "),
-], ids=["not-json", "no-choices", "choice-not-object", "message-not-object"])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"{not json", "Provider vllm answered something that is not JSON."),
+        (b'{"object": "chat.completion"}', "Provider vllm answered something that is not a chat completion."),
+        (b'{"choices": [1]}', "Provider vllm "),
+        (b'{"choices": [{"index": 0, "message": "Bonjour"}]}', "Provider vllm "),
+    ],
+    ids=["not-json", "no-choices", "choice-not-object", "message-not-object"],
+)
 async def test_an_unreadable_vllm_answer_is_a_502(vllm, vllm_server, payload, message):
     vllm.garbage(payload)
     answer = await chat(vllm_server, await guest_token(vllm_server), VLLM_MODEL)
     assert_error(answer, 502, type="upstream_error", code="invalid_upstream_response", message=message)
 
 
-@pytest.mark.parametrize("payload, message", [
-    (b"{oops", "Provider anthropic answered something that is not JSON."),
-    (b'{"type": "message", "content": "Bonjour"}', "Provider anthropic answered something that is not a message."),
-    (b'{"type": "message", "content": ["Bonjour"]}', "Provider anthropic "),
-    (b'{"type": "message", "content": [{"type": "text"}]}', "Provider anthropic "),
-], ids=["not-json", "no-content", "block-not-object", "text-block-without-text"])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"{oops", "Provider anthropic answered something that is not JSON."),
+        (b'{"type": "message", "content": "Bonjour"}', "Provider anthropic answered something that is not a message."),
+        (b'{"type": "message", "content": ["Bonjour"]}', "Provider anthropic "),
+        (b'{"type": "message", "content": [{"type": "text"}]}', "Provider anthropic "),
+    ],
+    ids=["not-json", "no-content", "block-not-object", "text-block-without-text"],
+)
 async def test_an_unreadable_anthropic_answer_is_a_502(claude, claude_server, payload, message):
     claude.garbage(payload)
     answer = await chat(claude_server, await guest_token(claude_server), CLAUDE_MODEL)
@@ -340,8 +435,7 @@ async def test_an_unreadable_anthropic_answer_is_a_502(claude, claude_server, pa
 async def test_an_anthropic_answer_broken_off_is_a_502(claude, claude_server):
     claude.cut(2)  # not streamed: the headers and half the body, then the connection dies
     answer = await chat(claude_server, await guest_token(claude_server), CLAUDE_MODEL)
-    assert_error(answer, 502, type="upstream_error", code="upstream_error",
-                 message="Provider anthropic broke off its answer: ")
+    assert_error(answer, 502, type="upstream_error", code="upstream_error", message="Provider anthropic broke off its answer: ")
     assert len(calls(claude)) == 1
 
 

@@ -21,7 +21,15 @@ import pytest
 
 from tests.chat.conftest import ANTHROPIC_KEY, guest_token, sdk
 from tests.chat.faults_support import (
-    CLAUDE_MODEL, MESSAGES, VLLM_MODEL, assert_error, calls, chat, serve_pair, stream_of, two_vllms,
+    CLAUDE_MODEL,
+    MESSAGES,
+    VLLM_MODEL,
+    assert_error,
+    calls,
+    chat,
+    serve_pair,
+    stream_of,
+    two_vllms,
 )
 
 
@@ -37,8 +45,7 @@ async def serve_vllm(serve, vllm, **env):
 
 
 async def serve_claude(serve, claude, **env):
-    server = await serve(ANTHROPIC_API_KEY=ANTHROPIC_KEY, ANTHROPIC_BASE_URL=f"{claude.base_url}/v1",
-                         UPSTREAM_RETRIES=0, **env)
+    server = await serve(ANTHROPIC_API_KEY=ANTHROPIC_KEY, ANTHROPIC_BASE_URL=f"{claude.base_url}/v1", UPSTREAM_RETRIES=0, **env)
     return server, await guest_token(server)
 
 
@@ -100,8 +107,10 @@ async def test_an_old_vllm_flat_error_event_is_an_error_frame(serve, vllm):
 
 async def test_the_sdk_yields_the_chunks_then_raises_api_error(serve, vllm):
     server, token = await serve_vllm(serve, vllm)
-    for behave, message in ((lambda: vllm.cut(2), "Provider vllm broke off its answer: "),
-                            (lambda: vllm.stream_error(after_chunks=2, message="boom"), "Provider vllm failed mid-answer: boom")):
+    for behave, message in (
+        (lambda: vllm.cut(2), "Provider vllm broke off its answer: "),
+        (lambda: vllm.stream_error(after_chunks=2, message="boom"), "Provider vllm failed mid-answer: boom"),
+    ):
         behave()
         deltas, raised = await sdk_stream(server, token, VLLM_MODEL)
         assert deltas == ["", "Bonjour"]
@@ -123,8 +132,9 @@ async def test_an_anthropic_error_event_mid_stream_ends_with_an_error_frame_then
     claude.stream_error(after_events=4)
     stream = stream_of(await chat(server, token, CLAUDE_MODEL, stream=True))
     assert_unfinished(stream, "anthropic/claude-sonnet-4-5", "Bonjour")
-    assert_frame(stream.error, code="upstream_error",
-                 message="Provider anthropic failed mid-answer: overloaded_error: Overloaded")
+    assert_frame(
+        stream.error, code="upstream_error", message="Provider anthropic failed mid-answer: overloaded_error: Overloaded"
+    )
     claude.stream_error(after_events=4, error_type="api_error", message="Internal server error")
     deltas, raised = await sdk_stream(server, token, CLAUDE_MODEL)
     assert deltas == ["", "Bonjour"]
@@ -136,12 +146,15 @@ async def test_an_anthropic_error_event_mid_stream_ends_with_an_error_frame_then
 async def test_an_anthropic_stream_ending_before_message_stop_is_an_error_frame(serve, claude):
     server, token = await serve_claude(serve, claude)
     # message_start, then the end of the body: the answer began but never finished.
-    claude.garbage(b'{"type": "message_start", "message": {"id": "msg_01X", "model": "claude-sonnet-4-5", '
-                   b'"usage": {"input_tokens": 8, "output_tokens": 1}}}')
+    claude.garbage(
+        b'{"type": "message_start", "message": {"id": "msg_01X", "model": "claude-sonnet-4-5", '
+        b'"usage": {"input_tokens": 8, "output_tokens": 1}}}'
+    )
     stream = stream_of(await chat(server, token, CLAUDE_MODEL, stream=True))
     assert_unfinished(stream, "anthropic/claude-sonnet-4-5", "")
-    assert_frame(stream.error, code="incomplete_upstream_response",
-                 message="Provider anthropic ended its answer before message_stop.")
+    assert_frame(
+        stream.error, code="incomplete_upstream_response", message="Provider anthropic ended its answer before message_stop."
+    )
 
 
 # ---------------------------------------------------------------- before the first chunk
@@ -158,8 +171,9 @@ async def test_an_anthropic_connection_dropped_before_any_answer_is_unavailable(
     server, token = await serve_claude(serve, claude)
     claude.cut(0)  # the connection is aborted before the status line
     answer = await chat(server, token, CLAUDE_MODEL, stream=True)
-    assert_error(answer, 502, type="upstream_error", code="provider_unavailable",
-                 message="Provider anthropic cannot be reached: ")
+    assert_error(
+        answer, 502, type="upstream_error", code="provider_unavailable", message="Provider anthropic cannot be reached: "
+    )
 
 
 # ---------------------------------------------------------------- slow, and keep-alives
@@ -170,8 +184,7 @@ async def test_a_vllm_stream_outlasting_STREAM_TIMEOUT_ends_with_a_timeout_frame
     vllm.stall(after_chunks=2, seconds=3)
     stream = stream_of(await chat(server, token, VLLM_MODEL, stream=True))
     assert_unfinished(stream, "vllm/jan-v1-4b", "Bonjour")
-    assert_frame(stream.error, code="upstream_timeout",
-                 message="Provider vllm did not complete its answer in time.")
+    assert_frame(stream.error, code="upstream_timeout", message="Provider vllm did not complete its answer in time.")
 
 
 async def test_an_anthropic_stream_outlasting_STREAM_TIMEOUT_ends_with_a_timeout_frame(serve, claude):
@@ -179,8 +192,7 @@ async def test_an_anthropic_stream_outlasting_STREAM_TIMEOUT_ends_with_a_timeout
     claude.reply(event_delay=2)  # message_start at once, then silence
     stream = stream_of(await chat(server, token, CLAUDE_MODEL, stream=True))
     assert_unfinished(stream, "anthropic/claude-sonnet-4-5", "")
-    assert_frame(stream.error, code="upstream_timeout",
-                 message="Provider anthropic did not complete its answer in time.")
+    assert_frame(stream.error, code="upstream_timeout", message="Provider anthropic did not complete its answer in time.")
 
 
 async def test_a_vllm_stream_without_a_first_chunk_in_time_is_a_504(serve, vllm):

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from tests.chat.conftest import guest_caller
-from tests.fakes.loopback import running
 from tests.chat.test_persistence import both_ways, chat_headers, items, stream
+from tests.fakes.loopback import running
 from tests.fakes.media_api import TINY_PNG, FakeMediaApi
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
@@ -24,10 +24,15 @@ def seed_body(url: str = SEED_ID, **extra) -> dict:
     """The seed's image example."""
     return {
         "model": "jan-v2-30b",
-        "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "What is this?"},
-            {"type": "image_url", "image_url": {"url": url}},
-        ]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
         **extra,
     }
 
@@ -53,13 +58,22 @@ async def server(serve, vllm, vision_vllm, media, tmp_path):
         f"  - {{name: jan, vendor: vllm, base_url: '{vision_vllm.base_url}/v1', models: [jan-v2-30b],\n"
         "     metadata: {vision: 'true'}}\n"
     )
-    return await serve(PROVIDERS_CONFIG_FILE=str(providers), VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_RETRIES=0,
-                       MEDIA_RESOLVE_URL=f"{media.base_url}/v1/media/resolve", MEDIA_RESOLVE_TIMEOUT=TIMEOUT)
+    return await serve(
+        PROVIDERS_CONFIG_FILE=str(providers),
+        VLLM_BASE_URL=f"{vllm.base_url}/v1",
+        UPSTREAM_RETRIES=0,
+        MEDIA_RESOLVE_URL=f"{media.base_url}/v1/media/resolve",
+        MEDIA_RESOLVE_TIMEOUT=TIMEOUT,
+    )
 
 
 def received_image_urls(provider: FakeOpenAIUpstream) -> list[str]:
-    return [part["image_url"]["url"] for message in provider.requests[-1]["json"]["messages"]
-            for part in message["content"] if isinstance(message["content"], list) and part["type"] == "image_url"]
+    return [
+        part["image_url"]["url"]
+        for message in provider.requests[-1]["json"]["messages"]
+        for part in message["content"]
+        if isinstance(message["content"], list) and part["type"] == "image_url"
+    ]
 
 
 def resolve_calls(media: FakeMediaApi) -> list[dict]:
@@ -94,8 +108,11 @@ async def test_the_callers_credentials_are_forwarded_to_the_media_api(media, me)
     [call] = resolve_calls(media)
     assert call["headers"]["authorization"] == me.headers["Authorization"]
     assert call["headers"]["x-principal-id"] == me.user_id
-    assert call["json"] == {"payload": {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": f"data:image/png;{SEED_ID}"}}]}]}}
+    assert call["json"] == {
+        "payload": {
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;{SEED_ID}"}}]}]
+        }
+    }
 
 
 @pytest.mark.parametrize("form", ["{id}", "data:image/png;{id}", "data:image/jpeg;base64,{id}", "data:image/webp;{id}"])
@@ -108,11 +125,14 @@ async def test_each_form_of_a_media_id_is_resolved(vision_vllm, media, me, form)
 async def test_each_distinct_id_is_resolved_once(vision_vllm, media, me):
     other = media.add()
     image = lambda media_id: {"type": "image_url", "image_url": {"url": media_id}}  # noqa: E731
-    body = {"model": "jan-v2-30b", "messages": [
-        {"role": "user", "content": [image(SEED_ID), image(other)]},
-        {"role": "assistant", "content": "Two cats."},
-        {"role": "user", "content": [{"type": "text", "text": "And this one?"}, image(SEED_ID)]},
-    ]}
+    body = {
+        "model": "jan-v2-30b",
+        "messages": [
+            {"role": "user", "content": [image(SEED_ID), image(other)]},
+            {"role": "assistant", "content": "Two cats."},
+            {"role": "user", "content": [{"type": "text", "text": "And this one?"}, image(SEED_ID)]},
+        ],
+    }
     await me.call("POST", "/v1/chat/completions", json=body)
     assert len(resolve_calls(media)) == 2
     first, second, third = received_image_urls(vision_vllm)
@@ -132,8 +152,10 @@ async def test_the_conversation_keeps_the_id_not_the_resolved_url(vision_vllm, m
     conversation = await me.conversation()
     await chat_headers(me, seed_body(conversation=conversation["id"]), streamed=streamed)
     [question, answer] = await items(me, conversation["id"])
-    assert question["content"] == [{"type": "input_text", "text": "What is this?"},
-                                   {"type": "input_image", "image_url": SEED_ID, "file_id": None, "detail": "auto"}]
+    assert question["content"] == [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": SEED_ID, "file_id": None, "detail": "auto"},
+    ]
     assert answer["role"] == "assistant"
     assert "X-Amz-Signature" not in str(question)
 
@@ -148,12 +170,15 @@ async def test_an_unknown_media_id_is_a_400_naming_it(vision_vllm, media, me):
     assert vision_vllm.requests == [] or all(call["path"] != "/v1/chat/completions" for call in vision_vllm.requests)
 
 
-@pytest.mark.parametrize(("fault", "status", "code"), [
-    ("down", 502, "media_service_unavailable"),
-    ("500", 502, "media_service_error"),
-    ("kong 502", 502, "media_service_error"),
-    ("slow", 504, "media_service_timeout"),
-])
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        ("down", 502, "media_service_unavailable"),
+        ("500", 502, "media_service_error"),
+        ("kong 502", 502, "media_service_error"),
+        ("slow", 504, "media_service_timeout"),
+    ],
+)
 async def test_a_failing_media_api_is_a_clear_5xx(vision_vllm, media, me, fault, status, code):
     if fault == "down":
         await media.stop()
@@ -181,8 +206,10 @@ async def test_a_model_that_cannot_take_images_is_a_400(vllm, media, me, streame
 
 async def test_without_a_media_api_configured_a_media_id_is_refused_clearly(serve, vision_vllm, tmp_path):
     providers = tmp_path / "providers.yaml"
-    providers.write_text(f"providers:\n  - {{name: jan, vendor: vllm, base_url: '{vision_vllm.base_url}/v1', "
-                         "models: [jan-v2-30b], metadata: {vision: 'true'}}\n")
+    providers.write_text(
+        f"providers:\n  - {{name: jan, vendor: vllm, base_url: '{vision_vllm.base_url}/v1', "
+        "models: [jan-v2-30b], metadata: {vision: 'true'}}\n"
+    )
     server = await serve(PROVIDERS_CONFIG_FILE=str(providers))
     async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as http:
         caller = await guest_caller(http)

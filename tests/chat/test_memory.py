@@ -15,10 +15,16 @@ import pytest
 
 from tests.api.callers import Caller
 from tests.chat.conftest import guest_caller
-from tests.fakes.loopback import running
 from tests.chat.test_persistence import (
-    HELLO, MODEL, both_ways, chat_body, chat_headers, conversation_in_project, stream,
+    HELLO,
+    MODEL,
+    both_ways,
+    chat_body,
+    chat_headers,
+    conversation_in_project,
+    stream,
 )
+from tests.fakes.loopback import running
 from tests.fakes.memory_service import FakeMemory
 
 TIMEOUT = 0.5  # MEMORY_TIMEOUT in these tests
@@ -27,8 +33,9 @@ QUESTION = {"role": "user", "content": "Which buffer for pH 7?"}
 
 @pytest.fixture
 async def server(serve, vllm, memory):
-    return await serve(VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_RETRIES=0, MEMORY_BASE_URL=memory.base_url,
-                       MEMORY_TIMEOUT=TIMEOUT)
+    return await serve(
+        VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_RETRIES=0, MEMORY_BASE_URL=memory.base_url, MEMORY_TIMEOUT=TIMEOUT
+    )
 
 
 async def set_memory_config(caller: Caller, **config) -> None:
@@ -41,8 +48,11 @@ def loads(memory: FakeMemory) -> list[dict]:
 
 def memory_prompt(vllm) -> str | None:
     """The memory system message the provider received last, if any."""
-    found = [message["content"] for message in vllm.requests[-1]["json"]["messages"]
-             if message["role"] == "system" and message["content"].startswith("Use the following personal memory")]
+    found = [
+        message["content"]
+        for message in vllm.requests[-1]["json"]["messages"]
+        if message["role"] == "system" and message["content"].startswith("Use the following personal memory")
+    ]
     assert len(found) <= 1
     return found[0] if found else None
 
@@ -53,21 +63,29 @@ def memory_prompt(vllm) -> str | None:
 async def test_the_load_request_carries_the_caller_the_conversation_the_query_and_the_settings(vllm, memory, me):
     await set_memory_config(me, max_user_items=5, max_project_items=7, min_similarity=0.6)
     conversation = await conversation_in_project(me)
-    await chat_headers(me, chat_body(conversation["id"], HELLO, {"role": "assistant", "content": "Bonjour !"}, QUESTION),
-                       streamed=False)
-    assert loads(memory) == [{
-        "user_id": me.user_id, "project_id": conversation["project_id"], "conversation_id": conversation["id"],
-        "query": "Which buffer for pH 7?",  # the last user message
-        "options": {"max_user_items": 5, "max_project_items": 7, "max_episodic_items": 3, "min_similarity": 0.6},
-    }]
+    await chat_headers(
+        me, chat_body(conversation["id"], HELLO, {"role": "assistant", "content": "Bonjour !"}, QUESTION), streamed=False
+    )
+    assert loads(memory) == [
+        {
+            "user_id": me.user_id,
+            "project_id": conversation["project_id"],
+            "conversation_id": conversation["id"],
+            "query": "Which buffer for pH 7?",  # the last user message
+            "options": {"max_user_items": 5, "max_project_items": 7, "max_episodic_items": 3, "min_similarity": 0.6},
+        }
+    ]
 
 
 async def test_without_a_conversation_the_load_names_only_the_caller(vllm, memory, me):
     await chat_headers(me, {"model": MODEL, "messages": [QUESTION]}, streamed=False)
-    assert loads(memory) == [{
-        "user_id": me.user_id, "query": "Which buffer for pH 7?",
-        "options": {"max_user_items": 3, "max_project_items": 5, "max_episodic_items": 3, "min_similarity": 0.75},
-    }]
+    assert loads(memory) == [
+        {
+            "user_id": me.user_id,
+            "query": "Which buffer for pH 7?",
+            "options": {"max_user_items": 3, "max_project_items": 5, "max_episodic_items": 3, "min_similarity": 0.75},
+        }
+    ]
     # Project facts are only recalled for a project (memory-tools answers none without one).
     assert memory_prompt(vllm) == (
         "Use the following personal memory for this user when helpful, without overriding project or system "
@@ -75,14 +93,25 @@ async def test_without_a_conversation_the_load_names_only_the_caller(vllm, memor
     )
 
 
-@pytest.mark.parametrize(("flags", "lines"), [
-    ({}, ["User memory: prefers SI units", "Project fact - Lab: the lab is in Villeurbanne"]),
-    ({"inject_episodic": True}, ["User memory: prefers SI units", "Project fact - Lab: the lab is in Villeurbanne",
-                                 "Recent event: asked about buffers yesterday"]),
-    ({"inject_user_core": False}, ["Project fact - Lab: the lab is in Villeurbanne"]),
-    ({"inject_semantic": False, "inject_episodic": True},
-     ["User memory: prefers SI units", "Recent event: asked about buffers yesterday"]),
-])
+@pytest.mark.parametrize(
+    ("flags", "lines"),
+    [
+        ({}, ["User memory: prefers SI units", "Project fact - Lab: the lab is in Villeurbanne"]),
+        (
+            {"inject_episodic": True},
+            [
+                "User memory: prefers SI units",
+                "Project fact - Lab: the lab is in Villeurbanne",
+                "Recent event: asked about buffers yesterday",
+            ],
+        ),
+        ({"inject_user_core": False}, ["Project fact - Lab: the lab is in Villeurbanne"]),
+        (
+            {"inject_semantic": False, "inject_episodic": True},
+            ["User memory: prefers SI units", "Recent event: asked about buffers yesterday"],
+        ),
+    ],
+)
 async def test_the_inject_flags_choose_what_is_recalled_into_the_prompt(vllm, memory, me, flags, lines):
     await set_memory_config(me, **flags)
     conversation = await conversation_in_project(me)
@@ -134,14 +163,19 @@ async def test_a_failing_memory_service_costs_the_memory_not_the_answer(vllm, me
 async def test_a_stored_exchange_is_sent_to_the_memory_service(vllm, memory, me, streamed):
     conversation = await conversation_in_project(me)
     vllm.reply("Use a phosphate buffer.")
-    await chat_headers(me, chat_body(conversation["id"], HELLO, {"role": "assistant", "content": "Bonjour !"}, QUESTION),
-                       streamed=streamed)
+    await chat_headers(
+        me, chat_body(conversation["id"], HELLO, {"role": "assistant", "content": "Bonjour !"}, QUESTION), streamed=streamed
+    )
     [observed] = await memory.wait_observed(1)
     times = [message.pop("created_at") for message in observed["messages"]]
     assert observed == {
-        "user_id": me.user_id, "project_id": conversation["project_id"], "conversation_id": conversation["id"],
-        "messages": [{"role": "user", "content": "Which buffer for pH 7?"},
-                     {"role": "assistant", "content": "Use a phosphate buffer."}],
+        "user_id": me.user_id,
+        "project_id": conversation["project_id"],
+        "conversation_id": conversation["id"],
+        "messages": [
+            {"role": "user", "content": "Which buffer for pH 7?"},
+            {"role": "assistant", "content": "Use a phosphate buffer."},
+        ],
     }
     assert all(datetime.fromisoformat(moment.replace("Z", "+00:00")).tzinfo is not None for moment in times)
 

@@ -29,18 +29,29 @@ JAN = "vllm/jan-v1-4b"
 HELLO = [{"role": "user", "content": "Hello!"}]
 # A 1x1 PNG, as the fake Anthropic checks that image bytes match their media type.
 PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
-WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "description": "A city name"}},
-                  "required": ["city"], "additionalProperties": False}
-WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city.",
-                                                 "parameters": WEATHER_SCHEMA}}
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "description": "A city name"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "description": "Current weather for a city.", "parameters": WEATHER_SCHEMA},
+}
 
 
 async def post_chat(server, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """POST the body as JSON with a fresh guest token; the status and the JSON answer."""
     token = await guest_token(server)
-    async with aiohttp.ClientSession() as session, session.post(
-        str(server.make_url("/v1/chat/completions")), json=body, headers={"Authorization": f"Bearer {token}"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            str(server.make_url("/v1/chat/completions")),
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response,
+    ):
         return response.status, await response.json()
 
 
@@ -151,8 +162,7 @@ async def test_openai_refuses_sampling_extensions(openai_server, openai_fake, pa
 async def test_openai_serves_without_them(openai_server, openai_fake):
     """The same provider answers a request without them; an explicit null ``top_k`` means "not set"."""
     openai_fake.reply("Hi from OpenAI", usage=(5, 4))
-    status, answer = await post_chat(openai_server, {"model": "gpt-4o-mini", "messages": HELLO, "top_k": None,
-                                                     "temperature": 0})
+    status, answer = await post_chat(openai_server, {"model": "gpt-4o-mini", "messages": HELLO, "top_k": None, "temperature": 0})
     assert status == 200, answer
     assert (answer["model"], answer["choices"][0]["message"]["content"]) == ("openai/gpt-4o-mini", "Hi from OpenAI")
     assert chat_requests(openai_fake) == [{"model": "gpt-4o-mini", "messages": HELLO, "temperature": 0, "stream": False}]
@@ -163,29 +173,49 @@ async def test_vllm_gets_what_it_supports(oai, vllm):
     """vLLM takes the sampling extensions and OpenAI's own parameters: all go upstream as sent."""
     vllm.reply("Deux fois.")
     answer = await oai.chat.completions.create(
-        model=JAN, messages=HELLO, n=2, seed=7, stop=["\n\n", "END"], logit_bias={"50256": -100},
-        response_format={"type": "json_object"}, max_completion_tokens=64,
+        model=JAN,
+        messages=HELLO,
+        n=2,
+        seed=7,
+        stop=["\n\n", "END"],
+        logit_bias={"50256": -100},
+        response_format={"type": "json_object"},
+        max_completion_tokens=64,
         extra_body={"top_k": 40, "repetition_penalty": 1.1},
     )
     assert [(c.index, c.message.content) for c in answer.choices] == [(0, "Deux fois."), (1, "Deux fois.")]
     sent = chat_requests(vllm)[-1]
-    assert {name: sent[name] for name in ("top_k", "repetition_penalty", "n", "seed", "stop", "logit_bias",
-                                          "response_format", "max_completion_tokens")} == {
-        "top_k": 40, "repetition_penalty": 1.1, "n": 2, "seed": 7, "stop": ["\n\n", "END"],
-        "logit_bias": {"50256": -100}, "response_format": {"type": "json_object"}, "max_completion_tokens": 64}
+    assert {
+        name: sent[name]
+        for name in ("top_k", "repetition_penalty", "n", "seed", "stop", "logit_bias", "response_format", "max_completion_tokens")
+    } == {
+        "top_k": 40,
+        "repetition_penalty": 1.1,
+        "n": 2,
+        "seed": 7,
+        "stop": ["\n\n", "END"],
+        "logit_bias": {"50256": -100},
+        "response_format": {"type": "json_object"},
+        "max_completion_tokens": 64,
+    }
 
 
 async def test_whole_numbers_written_as_floats_reach_the_provider_as_integers(vllm_server, vllm):
     """JSON Schema's integers include 2.0, so the contract accepts it; a provider that parses integers
     strictly (Go's encoding/json, as in Ollama) would refuse it, so it is forwarded as 2."""
     vllm.reply("Deux fois.")
-    status, answer = await post_chat(vllm_server, {"model": JAN, "messages": HELLO, "n": 2.0, "seed": 7.0,
-                                                   "max_completion_tokens": 64.0, "temperature": 1.0})
+    status, answer = await post_chat(
+        vllm_server, {"model": JAN, "messages": HELLO, "n": 2.0, "seed": 7.0, "max_completion_tokens": 64.0, "temperature": 1.0}
+    )
     assert status == 200, answer
     assert len(answer["choices"]) == 2
     sent = chat_requests(vllm)[-1]
     assert [(sent[name], type(sent[name])) for name in ("n", "seed", "max_completion_tokens", "temperature")] == [
-        (2, int), (7, int), (64, int), (1.0, float)]  # a number field keeps what the client wrote
+        (2, int),
+        (7, int),
+        (64, int),
+        (1.0, float),
+    ]  # a number field keeps what the client wrote
 
 
 ANTHROPIC_REFUSES = [
@@ -194,8 +224,10 @@ ANTHROPIC_REFUSES = [
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"seed": 42}, "seed"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": WEATHER_SCHEMA}}},
-     "response_format"),
+    (
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": WEATHER_SCHEMA}}},
+        "response_format",
+    ),
     ({"temperature": 1.5}, "temperature"),
     ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"frequency_penalty": -1}, "frequency_penalty"),
@@ -216,8 +248,14 @@ async def test_anthropic_accepts_values_that_ask_for_nothing(oai_claude, claude)
     """One choice, no logprobs, plain text, zero penalties and temperature 1 are what Anthropic does anyway."""
     claude.reply("Fine.")
     answer = await oai_claude.chat.completions.create(
-        model=CLAUDE, messages=HELLO, n=1, logprobs=False, response_format={"type": "text"}, presence_penalty=0,
-        frequency_penalty=0, temperature=1,
+        model=CLAUDE,
+        messages=HELLO,
+        n=1,
+        logprobs=False,
+        response_format={"type": "text"},
+        presence_penalty=0,
+        frequency_penalty=0,
+        temperature=1,
     )
     assert answer.choices[0].message.content == "Fine."
     sent = chat_requests(claude)[-1]
@@ -239,26 +277,31 @@ async def test_anthropic_request_shape_and_headers(oai_claude, claude):
     claude.reply("Bonjour, Ada.", usage=(30, 5))
     answer = await oai_claude.chat.completions.create(model=CLAUDE, messages=HELLO, user="ada-42")
 
-    assert (answer.model, answer.choices[0].message.content, answer.choices[0].finish_reason) == (
-        CLAUDE, "Bonjour, Ada.", "stop")
+    assert (answer.model, answer.choices[0].message.content, answer.choices[0].finish_reason) == (CLAUDE, "Bonjour, Ada.", "stop")
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.usage.total_tokens) == (30, 5, 35)
     request = claude.requests[-1]
     assert (request["method"], request["path"]) == ("POST", "/v1/messages")
     assert request["headers"]["x-api-key"] == ANTHROPIC_KEY
     assert request["headers"]["anthropic-version"] == "2023-06-01"
-    assert request["json"] == {"model": "claude-sonnet-4-5", "max_tokens": 4096,
-                               "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello!"}]}],
-                               "metadata": {"user_id": "ada-42"}}
+    assert request["json"] == {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 4096,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello!"}]}],
+        "metadata": {"user_id": "ada-42"},
+    }
 
 
 async def test_system_and_developer_messages_become_system(oai_claude, claude):
-    await oai_claude.chat.completions.create(model=CLAUDE, messages=[
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello."},
-        {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
-        {"role": "user", "content": "How are you?"},
-    ])
+    await oai_claude.chat.completions.create(
+        model=CLAUDE,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+            {"role": "user", "content": "How are you?"},
+        ],
+    )
     sent = chat_requests(claude)[-1]
     assert sent["system"] == [{"type": "text", "text": "You are terse."}, {"type": "text", "text": "Answer in French."}]
     assert sent["messages"] == [
@@ -279,13 +322,16 @@ async def test_empty_system_message_is_left_out(oai_claude, claude):
 
 async def test_consecutive_same_role_messages_are_merged(oai_claude, claude):
     claude.reply("Merged.")
-    answer = await oai_claude.chat.completions.create(model=CLAUDE, messages=[
-        {"role": "user", "content": "First."},
-        {"role": "user", "content": [{"type": "text", "text": "Second."}]},
-        {"role": "assistant", "content": "Third."},
-        {"role": "assistant", "content": [{"type": "text", "text": "Fourth."}]},
-        {"role": "user", "content": "Fifth."},
-    ])
+    answer = await oai_claude.chat.completions.create(
+        model=CLAUDE,
+        messages=[
+            {"role": "user", "content": "First."},
+            {"role": "user", "content": [{"type": "text", "text": "Second."}]},
+            {"role": "assistant", "content": "Third."},
+            {"role": "assistant", "content": [{"type": "text", "text": "Fourth."}]},
+            {"role": "user", "content": "Fifth."},
+        ],
+    )
     assert answer.choices[0].message.content == "Merged."
     assert chat_requests(claude)[-1]["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "First."}, {"type": "text", "text": "Second."}]},
@@ -296,21 +342,33 @@ async def test_consecutive_same_role_messages_are_merged(oai_claude, claude):
 
 async def test_images_become_image_blocks(oai_claude, claude):
     claude.reply("Two cats.")
-    answer = await oai_claude.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": [
-        {"type": "text", "text": "What is in these pictures?"},
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "low"}},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_BASE64}"}},
-    ]}])
+    answer = await oai_claude.chat.completions.create(
+        model=CLAUDE,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in these pictures?"},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "low"}},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_BASE64}"}},
+                ],
+            }
+        ],
+    )
     assert answer.choices[0].message.content == "Two cats."
-    assert chat_requests(claude)[-1]["messages"] == [{"role": "user", "content": [
-        {"type": "text", "text": "What is in these pictures?"},
-        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_BASE64}},
-    ]}]
+    assert chat_requests(claude)[-1]["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in these pictures?"},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_BASE64}},
+            ],
+        }
+    ]
 
 
-@pytest.mark.parametrize(("stop", "sequences"), [("END", ["END"]), (["END", "STOP"], ["END", "STOP"])],
-                         ids=["string", "list"])
+@pytest.mark.parametrize(("stop", "sequences"), [("END", ["END"]), (["END", "STOP"], ["END", "STOP"])], ids=["string", "list"])
 async def test_stop_becomes_stop_sequences(oai_claude, claude, stop, sequences):
     claude.reply("Counting one two END three")
     answer = await oai_claude.chat.completions.create(model=CLAUDE, messages=HELLO, stop=stop)
@@ -320,12 +378,16 @@ async def test_stop_becomes_stop_sequences(oai_claude, claude, stop, sequences):
     assert (answer.choices[0].message.content, answer.choices[0].finish_reason) == ("Counting one two ", "stop")
 
 
-@pytest.mark.parametrize(("limits", "max_tokens"), [
-    ({}, 4096),
-    ({"max_tokens": 50}, 50),
-    ({"max_completion_tokens": 60}, 60),
-    ({"max_tokens": 50, "max_completion_tokens": 60}, 60),
-], ids=["default", "max_tokens", "max_completion_tokens", "both"])
+@pytest.mark.parametrize(
+    ("limits", "max_tokens"),
+    [
+        ({}, 4096),
+        ({"max_tokens": 50}, 50),
+        ({"max_completion_tokens": 60}, 60),
+        ({"max_tokens": 50, "max_completion_tokens": 60}, 60),
+    ],
+    ids=["default", "max_tokens", "max_completion_tokens", "both"],
+)
 async def test_max_tokens_mapping(oai_claude, claude, limits, max_tokens):
     await oai_claude.chat.completions.create(model=CLAUDE, messages=HELLO, **limits)
     sent = chat_requests(claude)[-1]
@@ -341,15 +403,19 @@ async def test_top_k_minus_one_means_no_top_k(oai_claude, claude):
     assert "top_k" not in chat_requests(claude)[-1]
 
 
-@pytest.mark.parametrize(("choice", "expected"), [
-    ({}, None),
-    ({"tool_choice": "auto"}, {"type": "auto"}),
-    ({"tool_choice": "required"}, {"type": "any"}),
-    ({"tool_choice": "none"}, {"type": "none"}),
-    ({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, {"type": "tool", "name": "get_weather"}),
-    ({"tool_choice": "auto", "parallel_tool_calls": False}, {"type": "auto", "disable_parallel_tool_use": True}),
-    ({"tool_choice": "required", "parallel_tool_calls": False}, {"type": "any", "disable_parallel_tool_use": True}),
-], ids=["absent", "auto", "required", "none", "named", "auto-sequential", "required-sequential"])
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ({}, None),
+        ({"tool_choice": "auto"}, {"type": "auto"}),
+        ({"tool_choice": "required"}, {"type": "any"}),
+        ({"tool_choice": "none"}, {"type": "none"}),
+        ({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, {"type": "tool", "name": "get_weather"}),
+        ({"tool_choice": "auto", "parallel_tool_calls": False}, {"type": "auto", "disable_parallel_tool_use": True}),
+        ({"tool_choice": "required", "parallel_tool_calls": False}, {"type": "any", "disable_parallel_tool_use": True}),
+    ],
+    ids=["absent", "auto", "required", "none", "named", "auto-sequential", "required-sequential"],
+)
 async def test_tools_and_tool_choice_translated(oai_claude, claude, choice, expected):
     bare_tool = {"type": "function", "function": {"name": "get_time"}}
     await oai_claude.chat.completions.create(model=CLAUDE, messages=HELLO, tools=[WEATHER_TOOL, bare_tool], **choice)
@@ -362,8 +428,9 @@ async def test_tools_and_tool_choice_translated(oai_claude, claude, choice, expe
 
 
 async def test_anthropic_tool_use_answer(oai_claude, claude):
-    claude.reply("Let me check.", tool_use=[{"id": "toolu_01Paris", "name": "get_weather", "input": {"city": "Paris"}}],
-                 usage=(40, 12))
+    claude.reply(
+        "Let me check.", tool_use=[{"id": "toolu_01Paris", "name": "get_weather", "input": {"city": "Paris"}}], usage=(40, 12)
+    )
     answer = await oai_claude.chat.completions.create(model=CLAUDE, messages=HELLO, tools=[WEATHER_TOOL])
 
     choice = answer.choices[0]
@@ -377,10 +444,13 @@ async def test_anthropic_tool_use_answer(oai_claude, claude):
 
 async def test_anthropic_tool_use_streamed(oai_claude, claude):
     arguments = {"city": "Saint-Rémy-de-Provence", "units": "metric", "days": [1, 2, 3]}
-    claude.reply("Checking.", tool_use=[
-        {"id": "toolu_01First", "name": "get_weather", "input": arguments},
-        {"id": "toolu_01Second", "name": "get_time", "input": {}},
-    ])
+    claude.reply(
+        "Checking.",
+        tool_use=[
+            {"id": "toolu_01First", "name": "get_weather", "input": arguments},
+            {"id": "toolu_01Second", "name": "get_time", "input": {}},
+        ],
+    )
     stream = await oai_claude.chat.completions.create(model=CLAUDE, messages=HELLO, tools=[WEATHER_TOOL], stream=True)
     chunks = [chunk async for chunk in stream]
 
@@ -397,30 +467,48 @@ async def test_anthropic_tool_use_streamed(oai_claude, claude):
 
 async def test_tool_calls_in_history_become_tool_use_and_tool_result(oai_claude, claude):
     claude.reply("Paris: 18°C, Rome: 22°C.")
-    answer = await oai_claude.chat.completions.create(model=CLAUDE, tools=[WEATHER_TOOL], messages=[
-        {"role": "system", "content": "You are a weather bot."},
-        {"role": "user", "content": "Weather in Paris and Rome?"},
-        {"role": "assistant", "content": "Let me check.", "tool_calls": [
-            {"id": "call_paris", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
-            {"id": "call_rome", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}},
-        ]},
-        {"role": "tool", "tool_call_id": "call_paris", "content": "18°C, sunny"},
-        {"role": "tool", "tool_call_id": "call_rome", "content": [{"type": "text", "text": "22°C, cloudy"}]},
-    ])
+    answer = await oai_claude.chat.completions.create(
+        model=CLAUDE,
+        tools=[WEATHER_TOOL],
+        messages=[
+            {"role": "system", "content": "You are a weather bot."},
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {
+                "role": "assistant",
+                "content": "Let me check.",
+                "tool_calls": [
+                    {
+                        "id": "call_paris",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    },
+                    {"id": "call_rome", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}},
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_paris", "content": "18°C, sunny"},
+            {"role": "tool", "tool_call_id": "call_rome", "content": [{"type": "text", "text": "22°C, cloudy"}]},
+        ],
+    )
     assert (answer.choices[0].message.content, answer.choices[0].finish_reason) == ("Paris: 18°C, Rome: 22°C.", "stop")
     sent = chat_requests(claude)[-1]
     assert sent["system"] == [{"type": "text", "text": "You are a weather bot."}]
     assert sent["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "Weather in Paris and Rome?"}]},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Let me check."},
-            {"type": "tool_use", "id": "call_paris", "name": "get_weather", "input": {"city": "Paris"}},
-            {"type": "tool_use", "id": "call_rome", "name": "get_weather", "input": {"city": "Rome"}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "call_paris", "content": "18°C, sunny"},
-            {"type": "tool_result", "tool_use_id": "call_rome", "content": "22°C, cloudy"},
-        ]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": "call_paris", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "call_rome", "name": "get_weather", "input": {"city": "Rome"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_paris", "content": "18°C, sunny"},
+                {"type": "tool_result", "tool_use_id": "call_rome", "content": "22°C, cloudy"},
+            ],
+        },
     ]
 
 
@@ -433,8 +521,9 @@ async def test_max_tokens_stop_is_length(oai_claude, claude):
 
 async def test_max_tokens_stop_is_length_streamed(oai_claude, claude):
     claude.reply("one two three four five")
-    stream = await oai_claude.chat.completions.create(model=CLAUDE, messages=HELLO, max_completion_tokens=3,
-                                                      stream=True, stream_options={"include_usage": True})
+    stream = await oai_claude.chat.completions.create(
+        model=CLAUDE, messages=HELLO, max_completion_tokens=3, stream=True, stream_options={"include_usage": True}
+    )
     chunks = [chunk async for chunk in stream]
     assert "".join(ch.delta.content or "" for c in chunks for ch in c.choices) == "one two three"
     assert finish_reasons(chunks) == ["length"]
@@ -460,8 +549,12 @@ async def test_vllm_tool_call(oai, vllm):
 
 async def test_vllm_tool_call_streamed(oai, vllm):
     arguments = {"city": "Saint-Rémy-de-Provence", "units": "metric"}
-    vllm.reply(tool_calls=[{"id": "chatcmpl-tool-1", "name": "get_weather", "arguments": arguments},
-                           {"id": "chatcmpl-tool-2", "name": "get_weather", "arguments": {"city": "Rome"}}])
+    vllm.reply(
+        tool_calls=[
+            {"id": "chatcmpl-tool-1", "name": "get_weather", "arguments": arguments},
+            {"id": "chatcmpl-tool-2", "name": "get_weather", "arguments": {"city": "Rome"}},
+        ]
+    )
     stream = await oai.chat.completions.create(model=JAN, messages=HELLO, tools=[WEATHER_TOOL], stream=True)
     chunks = [chunk async for chunk in stream]
 
@@ -479,8 +572,13 @@ async def test_vllm_tool_call_streamed(oai, vllm):
 async def test_vllm_tool_history_forwarded_as_sent(oai, vllm):
     history = [
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_paris", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_paris", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_paris", "content": "18°C, sunny"},
     ]
     vllm.reply("It is 18°C and sunny in Paris.")
@@ -488,4 +586,3 @@ async def test_vllm_tool_history_forwarded_as_sent(oai, vllm):
     assert answer.choices[0].message.content == "It is 18°C and sunny in Paris."
     # The explicit null content of the assistant turn is the client's own JSON, kept inside messages.
     assert chat_requests(vllm)[-1]["messages"] == history
-

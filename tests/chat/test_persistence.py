@@ -51,8 +51,12 @@ async def stream(caller: Caller, body: dict, status: int = 200) -> tuple[aiohttp
 
 
 def streamed_text(events: list) -> str:
-    return "".join(choice["delta"].get("content") or "" for event in events if isinstance(event, dict)
-                   for choice in event.get("choices") or [])
+    return "".join(
+        choice["delta"].get("content") or ""
+        for event in events
+        if isinstance(event, dict)
+        for choice in event.get("choices") or []
+    )
 
 
 async def items(caller: Caller, conversation_id: str) -> list[dict]:
@@ -102,12 +106,17 @@ async def test_the_last_message_and_the_answer_become_items(vllm, me, streamed, 
     conversation = await me.conversation()
     vllm.reply("Bonjour, comment vas-tu ?")
     reference = {"id": conversation["id"]} if as_object else conversation["id"]
-    history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Salut"},
-               {"role": "assistant", "content": "Salut !"}, HELLO]
+    history = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Salut"},
+        {"role": "assistant", "content": "Salut !"},
+        HELLO,
+    ]
     named = await answer(me, chat_body(reference, *history), streamed=streamed)
     assert named == {"id": conversation["id"], "title": "Salut"}
     assert await items(me, conversation["id"]) == [
-        user_item("Dis bonjour"), assistant_item(output_text("Bonjour, comment vas-tu ?")),
+        user_item("Dis bonjour"),
+        assistant_item(output_text("Bonjour, comment vas-tu ?")),
     ]
     # Jan's extensions are ours: none of them reaches the provider.
     sent = vllm.requests[-1]["json"]
@@ -135,12 +144,18 @@ async def test_a_tool_call_in_the_answer_becomes_a_function_call_item(vllm, me, 
     conversation = await me.conversation()
     vllm.reply(tool_calls=[{"id": "call_weather1", "name": "get_weather", "arguments": {"city": "Lyon"}}])
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-    await answer(me, chat_body(conversation["id"], {"role": "user", "content": "Weather in Lyon?"}, tools=tools),
-                 streamed=streamed)
+    await answer(
+        me, chat_body(conversation["id"], {"role": "user", "content": "Weather in Lyon?"}, tools=tools), streamed=streamed
+    )
     assert await items(me, conversation["id"]) == [
         user_item("Weather in Lyon?"),
-        {"type": "function_call", "status": "completed", "call_id": "call_weather1", "name": "get_weather",
-         "arguments": '{"city": "Lyon"}'},
+        {
+            "type": "function_call",
+            "status": "completed",
+            "call_id": "call_weather1",
+            "name": "get_weather",
+            "arguments": '{"city": "Lyon"}',
+        },
     ]
 
 
@@ -148,11 +163,16 @@ async def test_a_tool_message_as_last_input_becomes_a_function_call_output_item(
     conversation = await me.conversation()
     vllm.reply("It is 18°C in Lyon.")
     call = {"id": "call_weather1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Lyon"}'}}
-    await answer(me, chat_body(
-        conversation["id"], {"role": "user", "content": "Weather in Lyon?"},
-        {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "call_weather1", "content": "18°C, sunny"},
-    ), streamed=False)
+    await answer(
+        me,
+        chat_body(
+            conversation["id"],
+            {"role": "user", "content": "Weather in Lyon?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_weather1", "content": "18°C, sunny"},
+        ),
+        streamed=False,
+    )
     assert await items(me, conversation["id"]) == [
         {"type": "function_call_output", "status": "completed", "call_id": "call_weather1", "output": "18°C, sunny"},
         assistant_item(output_text("It is 18°C in Lyon.")),
@@ -202,17 +222,26 @@ async def test_without_a_conversation_nothing_is_named(vllm, me):
 
 
 @both_ways
-@pytest.mark.parametrize("first_user_message,title", [
-    ("Plan a weekend in Lyon\nWith trains, not planes.", "Plan a weekend in Lyon"),
-    ("  Plan   a weekend  ", "Plan a weekend"),
-    ("Tell me everything you know about the long history of the beautiful city of Lyon",
-     "Tell me everything you know about the long history of the…"),
-    ("x" * 80, "x" * 60 + "…"),
-])
+@pytest.mark.parametrize(
+    "first_user_message,title",
+    [
+        ("Plan a weekend in Lyon\nWith trains, not planes.", "Plan a weekend in Lyon"),
+        ("  Plan   a weekend  ", "Plan a weekend"),
+        (
+            "Tell me everything you know about the long history of the beautiful city of Lyon",
+            "Tell me everything you know about the long history of the…",
+        ),
+        ("x" * 80, "x" * 60 + "…"),
+    ],
+)
 async def test_an_untitled_conversation_is_titled_from_the_first_user_message(vllm, me, streamed, first_user_message, title):
     conversation = await me.conversation()
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": first_user_message},
-                {"role": "assistant", "content": "Sure."}, {"role": "user", "content": "Go on"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": first_user_message},
+        {"role": "assistant", "content": "Sure."},
+        {"role": "user", "content": "Go on"},
+    ]
     named = await answer(me, chat_body(conversation["id"], *messages), streamed=streamed)
     assert named == {"id": conversation["id"], "title": title}
     assert (await me.call("GET", f"/v1/conversations/{conversation['id']}"))["title"] == title
@@ -261,7 +290,8 @@ async def test_a_stream_failing_midway_stores_what_arrived_as_incomplete(vllm, m
     assert events[-1] == "[DONE]" and set(events[-2]) == {"error"}
     assert not [event for event in events[:-1] if "conversation" in event]
     assert await items(me, conversation["id"]) == [
-        user_item("Dis bonjour"), assistant_item(output_text("Bonjour"), status="incomplete"),
+        user_item("Dis bonjour"),
+        assistant_item(output_text("Bonjour"), status="incomplete"),
     ]
 
 
@@ -290,18 +320,20 @@ async def test_a_client_hanging_up_midstream_stores_the_partial_answer_and_close
         vllm.stall(after_chunks=2, seconds=30)  # the role chunk and "Bonjour", then silence
         received = []
         async with aiohttp.ClientSession() as own:  # a connection of its own, to hang up on
-            response = await own.post(f"{hang_up_url}v1/chat/completions", headers=me.headers,
-                                      json=chat_body(conversation["id"], stream=True))
+            response = await own.post(
+                f"{hang_up_url}v1/chat/completions", headers=me.headers, json=chat_body(conversation["id"], stream=True)
+            )
             assert response.status == 200
             async for line in response.content:
                 if line.startswith(b"data: "):
-                    received.append(json.loads(line[len(b"data: "):]))
+                    received.append(json.loads(line[len(b"data: ") :]))
                 if streamed_text(received) == "Bonjour":
                     break
             response.close()  # drops the connection
             await asyncio.wait_for(vllm.disconnected.wait(), 1.0)  # the provider's connection follows
         assert await stored_eventually(me, conversation["id"], 2) == [
-            user_item("Dis bonjour"), assistant_item(output_text("Bonjour"), status="incomplete"),
+            user_item("Dis bonjour"),
+            assistant_item(output_text("Bonjour"), status="incomplete"),
         ]
         assert vllm.active_streams == 0
 
@@ -312,8 +344,9 @@ async def test_a_client_hanging_up_before_the_first_chunk_closes_the_provider_an
         conversation = await me.conversation()
         vllm.delay(5)  # a slow prefill: the provider's headers at once, its first chunk seconds later
         own = aiohttp.ClientSession()  # a connection of its own, to hang up on
-        call = asyncio.create_task(own.post(f"{hang_up_url}v1/chat/completions", headers=me.headers,
-                                            json=chat_body(conversation["id"], stream=True)))
+        call = asyncio.create_task(
+            own.post(f"{hang_up_url}v1/chat/completions", headers=me.headers, json=chat_body(conversation["id"], stream=True))
+        )
         for _ in range(500):  # until the provider is working on it
             if vllm.active_streams:
                 break

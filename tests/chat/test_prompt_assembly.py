@@ -12,8 +12,16 @@ import pytest
 from tests.api.callers import Caller
 from tests.chat.conftest import guest_caller
 from tests.chat.test_persistence import (
-    HELLO, INSTRUCTION, assistant_item, both_ways, chat_body, chat_headers, conversation_in_project,
-    items, output_text, user_item,
+    HELLO,
+    INSTRUCTION,
+    assistant_item,
+    both_ways,
+    chat_body,
+    chat_headers,
+    conversation_in_project,
+    items,
+    output_text,
+    user_item,
 )
 
 PRECEDENCE = (
@@ -21,8 +29,11 @@ PRECEDENCE = (
     "system instructions, always follow the project or system instructions."
 )
 PROFILE = {
-    "base_style": "Concise", "custom_instructions": "Always give units.", "nick_name": "Sam",
-    "occupation": "chemist", "more_about_you": "I live in Lyon.",
+    "base_style": "Concise",
+    "custom_instructions": "Always give units.",
+    "nick_name": "Sam",
+    "occupation": "chemist",
+    "more_about_you": "I live in Lyon.",
 }
 PROFILE_TEXT = (
     f"{PRECEDENCE}\n\n"
@@ -59,7 +70,11 @@ async def test_project_instruction_profile_and_memory_reach_the_provider_in_that
     headers = await chat_headers(me, chat_body(conversation["id"], own, HELLO), streamed=streamed)
     assert headers["X-Applied-Prompt-Modules"] == "project_instruction,profile,memory"
     assert vllm.requests[-1]["json"]["messages"] == [
-        own, system(INSTRUCTION), system(PROFILE_TEXT), system(MEMORY_TEXT), HELLO,
+        own,
+        system(INSTRUCTION),
+        system(PROFILE_TEXT),
+        system(MEMORY_TEXT),
+        HELLO,
     ]
     # What was assembled is not conversation content.
     assert await items(me, conversation["id"]) == [user_item("Dis bonjour"), assistant_item(output_text("Bonjour !"))]
@@ -80,13 +95,21 @@ async def test_the_default_profile_adds_nothing(vllm, memory, me):
     assert vllm.requests[-1]["json"]["messages"] == [HELLO]
 
 
-@pytest.mark.parametrize(("profile", "expected"), [
-    ({"nick_name": "Sam"}, "Use a friendly, warm, and encouraging tone while staying helpful.\n\n"
-                           'User context:\n- Address the user as "Sam".'),
-    ({"base_style": "Professional"}, "Use a professional, clear, and structured tone appropriate for business settings."),
-    ({"custom_instructions": "  Answer in haiku.  "}, "Use a friendly, warm, and encouraging tone while staying helpful.\n\n"
-                                                      "Custom instructions from the user:\nAnswer in haiku."),
-])
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        (
+            {"nick_name": "Sam"},
+            'Use a friendly, warm, and encouraging tone while staying helpful.\n\nUser context:\n- Address the user as "Sam".',
+        ),
+        ({"base_style": "Professional"}, "Use a professional, clear, and structured tone appropriate for business settings."),
+        (
+            {"custom_instructions": "  Answer in haiku.  "},
+            "Use a friendly, warm, and encouraging tone while staying helpful.\n\n"
+            "Custom instructions from the user:\nAnswer in haiku.",
+        ),
+    ],
+)
 async def test_a_profile_adds_only_what_was_personalised(vllm, memory, me, profile, expected):
     memory.remember()
     await set_profile(me, **profile)
@@ -115,12 +138,15 @@ async def test_one_users_profile_never_reaches_anothers_chat(vllm, memory, http,
 
 
 @both_ways
-@pytest.mark.parametrize(("skipped", "left"), [
-    (["profile"], "project_instruction,memory"),
-    (["memory"], "project_instruction,profile"),
-    (["profile", "memory", "profile"], "project_instruction"),
-    (["project_instruction", "profile", "memory"], None),
-])
+@pytest.mark.parametrize(
+    ("skipped", "left"),
+    [
+        (["profile"], "project_instruction,memory"),
+        (["memory"], "project_instruction,profile"),
+        (["profile", "memory", "profile"], "project_instruction"),
+        (["project_instruction", "profile", "memory"], None),
+    ],
+)
 async def test_disable_prompt_modules_skips_parts_for_one_request(vllm, memory, me, streamed, skipped, left):
     await set_profile(me, **PROFILE)
     conversation = await conversation_in_project(me)
@@ -144,7 +170,11 @@ async def test_a_part_the_client_already_sent_is_not_added_again(vllm, me):
 
 
 async def test_an_unknown_prompt_module_is_a_400(vllm, me):
-    error = await me.error("POST", "/v1/chat/completions", 400,
-                           json={"model": "vllm/jan-v1-4b", "messages": [HELLO], "disable_prompt_modules": ["persona"]})
+    error = await me.error(
+        "POST",
+        "/v1/chat/completions",
+        400,
+        json={"model": "vllm/jan-v1-4b", "messages": [HELLO], "disable_prompt_modules": ["persona"]},
+    )
     assert error["param"] == "disable_prompt_modules[0]"
     assert [call["path"] for call in vllm.requests] == ["/v1/models"]  # listed at start-up; no chat reached it

@@ -40,11 +40,22 @@ class Backend:
 
 
 BACKENDS = {
-    "vllm": dict(client="oai", fake="vllm", public_id="vllm/jan-v1-4b", upstream_id="jan-v1-4b", owned_by="vllm",
-                 model_ids=("vllm/jan-v1-4b",)),
-    "anthropic": dict(client="oai_claude", fake="claude", public_id="anthropic/claude-sonnet-4-5",
-                      upstream_id="claude-sonnet-4-5", owned_by="anthropic",
-                      model_ids=("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5")),
+    "vllm": dict(
+        client="oai",
+        fake="vllm",
+        public_id="vllm/jan-v1-4b",
+        upstream_id="jan-v1-4b",
+        owned_by="vllm",
+        model_ids=("vllm/jan-v1-4b",),
+    ),
+    "anthropic": dict(
+        client="oai_claude",
+        fake="claude",
+        public_id="anthropic/claude-sonnet-4-5",
+        upstream_id="claude-sonnet-4-5",
+        owned_by="anthropic",
+        model_ids=("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
+    ),
 }
 
 
@@ -61,15 +72,15 @@ def client_model(backend: Backend, form: str) -> str:
 
 
 async def stream_chunks(backend: Backend, **params) -> list:
-    stream = await backend.client.chat.completions.create(model=backend.public_id, messages=USER_HELLO, stream=True,
-                                                          **params)
+    stream = await backend.client.chat.completions.create(model=backend.public_id, messages=USER_HELLO, stream=True, **params)
     return [chunk async for chunk in stream]
 
 
 def assert_one_stream(chunks: list, public_id: str) -> None:
     """Every chunk of one stream shares its id, created and model; the model is the public id."""
     assert {(c.id, c.created, c.model, c.object) for c in chunks} == {
-        (chunks[0].id, chunks[0].created, public_id, "chat.completion.chunk")}
+        (chunks[0].id, chunks[0].created, public_id, "chat.completion.chunk")
+    }
     assert chunks[0].id.startswith("chatcmpl-")
 
 
@@ -153,8 +164,7 @@ async def test_stream_with_include_usage_false(backend):
 @pytest.mark.parametrize("form", ["public", "upstream"], ids=["public-id", "bare-upstream-id"])
 async def test_stream_model_is_public_id(backend, form):
     backend.fake.reply("Ok")
-    stream = await backend.client.chat.completions.create(model=client_model(backend, form), messages=USER_HELLO,
-                                                          stream=True)
+    stream = await backend.client.chat.completions.create(model=client_model(backend, form), messages=USER_HELLO, stream=True)
     chunks = [chunk async for chunk in stream]
     assert_one_stream(chunks, backend.public_id)
     assert backend.sent()["model"] == backend.upstream_id
@@ -189,9 +199,10 @@ async def test_jan_extensions_never_forwarded(backend):
     conversation = await backend.client.conversations.create()
     backend.fake.reply("Noted.")
     answer = await backend.client.chat.completions.create(
-        model=backend.public_id, messages=USER_HELLO, store=True,
-        extra_body={"conversation": conversation.id, "store_reasoning": True,
-                    "disable_prompt_modules": ["project_instruction"]},
+        model=backend.public_id,
+        messages=USER_HELLO,
+        store=True,
+        extra_body={"conversation": conversation.id, "store_reasoning": True, "disable_prompt_modules": ["project_instruction"]},
     )
     assert answer.choices[0].message.content == "Noted."
     assert answer.model_extra["conversation"]["id"] == conversation.id  # the extension was read, not ignored
@@ -202,18 +213,37 @@ async def test_jan_extensions_never_forwarded(backend):
 
 async def test_explicit_zeros_forwarded_as_zeros(oai, vllm):
     await oai.chat.completions.create(
-        model="vllm/jan-v1-4b", messages=USER_HELLO, temperature=0, top_p=0, presence_penalty=0, frequency_penalty=0,
-        seed=0, logprobs=False, top_logprobs=0, parallel_tool_calls=False, extra_body={"top_k": 0},
+        model="vllm/jan-v1-4b",
+        messages=USER_HELLO,
+        temperature=0,
+        top_p=0,
+        presence_penalty=0,
+        frequency_penalty=0,
+        seed=0,
+        logprobs=False,
+        top_logprobs=0,
+        parallel_tool_calls=False,
+        extra_body={"top_k": 0},
     )
     sent = vllm.requests[-1]["json"]
-    zeros = {"temperature": 0, "top_p": 0, "presence_penalty": 0, "frequency_penalty": 0, "seed": 0,
-             "logprobs": False, "top_logprobs": 0, "parallel_tool_calls": False, "top_k": 0}
+    zeros = {
+        "temperature": 0,
+        "top_p": 0,
+        "presence_penalty": 0,
+        "frequency_penalty": 0,
+        "seed": 0,
+        "logprobs": False,
+        "top_logprobs": 0,
+        "parallel_tool_calls": False,
+        "top_k": 0,
+    }
     assert {name: sent.get(name, "absent") for name in zeros} == zeros
 
 
 async def test_explicit_zero_temperature_forwarded_to_anthropic(oai_claude, claude):
-    await oai_claude.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=USER_HELLO, temperature=0,
-                                             extra_body={"top_k": 0})
+    await oai_claude.chat.completions.create(
+        model="anthropic/claude-sonnet-4-5", messages=USER_HELLO, temperature=0, extra_body={"top_k": 0}
+    )
     sent = claude.requests[-1]["json"]
     assert (sent["temperature"], sent["top_k"]) == (0, 0)
 
@@ -222,9 +252,20 @@ async def test_explicit_nulls_dropped(oai, vllm):
     """The SDK sends ``None`` as ``null``, which means "not set": nothing of it goes upstream."""
     vllm.reply("Rien")
     answer = await oai.chat.completions.create(
-        model="vllm/jan-v1-4b", messages=USER_HELLO, temperature=None, top_p=None, n=None, stop=None, max_tokens=None,
-        max_completion_tokens=None, presence_penalty=None, seed=None, tools=None, tool_choice=None,
-        stream_options=None, extra_body={"top_k": None, "conversation": None},
+        model="vllm/jan-v1-4b",
+        messages=USER_HELLO,
+        temperature=None,
+        top_p=None,
+        n=None,
+        stop=None,
+        max_tokens=None,
+        max_completion_tokens=None,
+        presence_penalty=None,
+        seed=None,
+        tools=None,
+        tool_choice=None,
+        stream_options=None,
+        extra_body={"top_k": None, "conversation": None},
     )
     assert answer.choices[0].message.content == "Rien"
     assert vllm.requests[-1]["json"] == {"model": "jan-v1-4b", "messages": USER_HELLO, "stream": False}

@@ -69,7 +69,9 @@ async def run_curl(example: str, server, tmp_path: Path) -> tuple[dict[str, str]
     (tmp_path / ".curlrc").write_text(f'dump-header = "{headers_file}"\n')
     argv = arguments(example, str(server.make_url("")).rstrip("/"), await guest_token(server))
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={"CURL_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
@@ -87,7 +89,7 @@ def sse_events(body: str) -> list[str]:
         lines = [line for line in block.split("\n") if line and not line.startswith(":")]
         if lines:
             assert all(line.startswith("data: ") for line in lines), block
-            events.append("\n".join(line[len("data: "):] for line in lines))
+            events.append("\n".join(line[len("data: ") :] for line in lines))
     return events
 
 
@@ -100,13 +102,19 @@ async def test_plain_example(vllm_server, vllm, tmp_path):
     answer = json.loads(body)
     assert answer["object"] == "chat.completion" and answer["model"] == "vllm/jan-v1-4b"
     assert [(c["index"], c["message"]["role"], c["message"]["content"], c["finish_reason"]) for c in answer["choices"]] == [
-        (0, "assistant", "Hello! How can I help you today?", "stop")]
+        (0, "assistant", "Hello! How can I help you today?", "stop")
+    ]
     usage = answer["usage"]
     assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (10, 9, 19)
 
     sent = vllm.requests[-1]["json"]
-    assert sent == {"model": "jan-v1-4b", "messages": [{"role": "user", "content": "Hello!"}], "temperature": 0.7,
-                    "max_tokens": 100, "stream": False}
+    assert sent == {
+        "model": "jan-v1-4b",
+        "messages": [{"role": "user", "content": "Hello!"}],
+        "temperature": 0.7,
+        "max_tokens": 100,
+        "stream": False,
+    }
 
 
 async def test_streamed_example(vllm_server, vllm, tmp_path):
@@ -120,7 +128,8 @@ async def test_streamed_example(vllm_server, vllm, tmp_path):
     chunks = [json.loads(event) for event in events[:-1]]
     assert chunks, body
     assert {(c["id"], c["object"], c["created"], c["model"]) for c in chunks} == {
-        (chunks[0]["id"], "chat.completion.chunk", chunks[0]["created"], "vllm/jan-v1-4b")}
+        (chunks[0]["id"], "chat.completion.chunk", chunks[0]["created"], "vllm/jan-v1-4b")
+    }
     assert all(len(c["choices"]) == 1 and "usage" not in c for c in chunks)  # usage was not asked for
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
@@ -128,5 +137,9 @@ async def test_streamed_example(vllm_server, vllm, tmp_path):
     assert [c["choices"][0]["finish_reason"] for c in chunks] == [None] * (len(chunks) - 1) + ["stop"]
 
     sent = vllm.requests[-1]["json"]
-    assert sent == {"model": "jan-v1-4b", "messages": [{"role": "user", "content": "Hello!"}], "stream": True,
-                    "stream_options": {"include_usage": True}}
+    assert sent == {
+        "model": "jan-v1-4b",
+        "messages": [{"role": "user", "content": "Hello!"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }

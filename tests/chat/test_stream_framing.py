@@ -17,8 +17,15 @@ from tests.fakes.loopback import running
 def _chunk(content: str | None = None, *, finish: str | None = None, **delta) -> bytes:
     if content is not None:
         delta["content"] = content
-    return json.dumps({"id": "chatcmpl-framed", "object": "chat.completion.chunk", "created": 1700000000,
-                       "model": MODEL, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).encode()
+    return json.dumps(
+        {
+            "id": "chatcmpl-framed",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": MODEL,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+    ).encode()
 
 
 _WORLD = _chunk("world")
@@ -27,22 +34,43 @@ _CUT = _WORLD.index(b', "created"') + 1  # between two members: the line end joi
 # One answer in every framing the SSE specification allows, as a provider might send it.
 MIXED_STREAM = (
     b": a comment before anything\n\n"
-    + b"data: " + _chunk("", role="assistant") + b"\n\n"
-    + b"data:" + _chunk("Hel") + b"\r\n\r\n"                       # no space after the colon; CR LF
-    + b"event: message\ndata: " + _chunk("lo") + b"\r\r"           # an event name; lone CR line ends
-    + b"data: " + _chunk(", ") + b"\n: keep-alive\n\n"             # a comment inside an event
-    + b"data: " + _WORLD[:_CUT] + b"\ndata: " + _WORLD[_CUT:] + b"\n\n"     # data over two lines
-    + b"\n\n\n"                                                    # stray blank lines
-    + b"data: " + _chunk(finish="stop") + b"\n\n"
+    + b"data: "
+    + _chunk("", role="assistant")
+    + b"\n\n"
+    + b"data:"
+    + _chunk("Hel")
+    + b"\r\n\r\n"  # no space after the colon; CR LF
+    + b"event: message\ndata: "
+    + _chunk("lo")
+    + b"\r\r"  # an event name; lone CR line ends
+    + b"data: "
+    + _chunk(", ")
+    + b"\n: keep-alive\n\n"  # a comment inside an event
+    + b"data: "
+    + _WORLD[:_CUT]
+    + b"\ndata: "
+    + _WORLD[_CUT:]
+    + b"\n\n"  # data over two lines
+    + b"\n\n\n"  # stray blank lines
+    + b"data: "
+    + _chunk(finish="stop")
+    + b"\n\n"
     + b"data: [DONE]\n\n"
 )
-EXPECTED_DATA = [_chunk("", role="assistant"), _chunk("Hel"), _chunk("lo"), _chunk(", "),
-                 _WORLD[:_CUT] + b"\n" + _WORLD[_CUT:], _chunk(finish="stop"), b"[DONE]"]
+EXPECTED_DATA = [
+    _chunk("", role="assistant"),
+    _chunk("Hel"),
+    _chunk("lo"),
+    _chunk(", "),
+    _WORLD[:_CUT] + b"\n" + _WORLD[_CUT:],
+    _chunk(finish="stop"),
+    b"[DONE]",
+]
 
 
 def _split_at(data: bytes, *cuts: int) -> list[bytes]:
     edges = [0, *cuts, len(data)]
-    return [data[start:end] for start, end in zip(edges, edges[1:])]
+    return [data[start:end] for start, end in zip(edges, edges[1:], strict=False)]
 
 
 def test_every_framing_is_read_whole_and_in_order():
@@ -60,7 +88,7 @@ def test_a_stream_cut_anywhere_gives_the_same_events(cut):
 
 def test_a_stream_fed_byte_by_byte_gives_the_same_events():
     splitter = EventSplitter()
-    events = [event for offset in range(len(MIXED_STREAM)) for event in splitter.feed(MIXED_STREAM[offset:offset + 1])]
+    events = [event for offset in range(len(MIXED_STREAM)) for event in splitter.feed(MIXED_STREAM[offset : offset + 1])]
     assert [data for _, data in events] == EXPECTED_DATA
 
 
@@ -70,12 +98,15 @@ def test_the_last_event_counts_without_a_blank_line_after_it():
     assert splitter.end() == [(None, b"two")]
 
 
-@pytest.mark.parametrize("document, expected", [
-    (b'{"a": "\\ud800"}', {"a": "\ud800"}),            # a lone surrogate: orjson refuses it, json reads it
-    (b'{"a": 1e400}', {"a": float("inf")}),             # beyond a double
-    (b'{"a": "caf\xe9"}', {"a": "caf\ufffd"}),          # not UTF-8: replaced, as the text of a provider always was
-    (b'{"a": "\\u0000"}', {"a": "\x00"}),
-])
+@pytest.mark.parametrize(
+    "document, expected",
+    [
+        (b'{"a": "\\ud800"}', {"a": "\ud800"}),  # a lone surrogate: orjson refuses it, json reads it
+        (b'{"a": 1e400}', {"a": float("inf")}),  # beyond a double
+        (b'{"a": "caf\xe9"}', {"a": "caf\ufffd"}),  # not UTF-8: replaced, as the text of a provider always was
+        (b'{"a": "\\u0000"}', {"a": "\x00"}),
+    ],
+)
 def test_loads_takes_what_json_takes(document, expected):
     assert json_codec.loads(document) == expected
 
@@ -86,26 +117,40 @@ def test_loads_refuses_what_is_not_json():
             json_codec.loads(document)
 
 
-@pytest.mark.parametrize("value, expected", [
-    ({"text": "héllo \U0001F600", "n": [1, 2.5, None, True]}, b'{"text":"h\xc3\xa9llo \xf0\x9f\x98\x80","n":[1,2.5,null,true]}'),
-    ({"text": "\ud800"}, b'{"text":"\\ud800"}'),         # a lone surrogate is escaped: still valid UTF-8
-    ({1: "a"}, b'{"1":"a"}'),                             # non-string keys, as json writes them
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (
+            {"text": "héllo \U0001f600", "n": [1, 2.5, None, True]},
+            b'{"text":"h\xc3\xa9llo \xf0\x9f\x98\x80","n":[1,2.5,null,true]}',
+        ),
+        ({"text": "\ud800"}, b'{"text":"\\ud800"}'),  # a lone surrogate is escaped: still valid UTF-8
+        ({1: "a"}, b'{"1":"a"}'),  # non-string keys, as json writes them
+    ],
+)
 def test_dumps_writes_what_json_writes(value, expected):
     assert json_codec.dumps(value) == expected
 
 
-@pytest.mark.parametrize("pieces", [
-    [MIXED_STREAM],                                                           # all in one read
-    _split_at(MIXED_STREAM, *range(7, len(MIXED_STREAM), 97)),                # cut mid-line, mid-CRLF...
-    [MIXED_STREAM[i:i + 1] for i in range(len(MIXED_STREAM))][:60] + [MIXED_STREAM[60:]],  # byte by byte, then the rest
-], ids=["one-read", "cut-every-97-bytes", "byte-by-byte"])
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [MIXED_STREAM],  # all in one read
+        _split_at(MIXED_STREAM, *range(7, len(MIXED_STREAM), 97)),  # cut mid-line, mid-CRLF...
+        [MIXED_STREAM[i : i + 1] for i in range(len(MIXED_STREAM))][:60] + [MIXED_STREAM[60:]],  # byte by byte, then the rest
+    ],
+    ids=["one-read", "cut-every-97-bytes", "byte-by-byte"],
+)
 async def test_the_client_gets_one_answer_however_the_provider_frames_it(serve, pieces):
     async with running(FramedSSEUpstream(pieces, pause=0.002)) as upstream:
         server = await serve(VLLM_BASE_URL=f"{upstream.base_url}/v1", UPSTREAM_RETRIES=0)
         client = sdk(server, await guest_token(server))
-        chunks = [chunk async for chunk in await client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True)]
+        chunks = [
+            chunk
+            async for chunk in await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        ]
     assert "".join(choice.delta.content or "" for chunk in chunks for choice in chunk.choices) == "Hello, world"
     assert {chunk.id for chunk in chunks} == {"chatcmpl-framed"}
     assert {chunk.created for chunk in chunks} == {1700000000}

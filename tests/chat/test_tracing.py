@@ -21,12 +21,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from llm_api.app import create_app
 from tests.chat.conftest import guest_token
+from tests.conftest import test_settings
 from tests.fakes.loopback import running
 from tests.fakes.media_api import FakeMediaApi
 from tests.fakes.memory_service import FakeMemory
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.fakes.otlp_collector import FakeOtlpCollector
-from tests.conftest import test_settings
 
 HELLO = [{"role": "user", "content": "Dis bonjour"}]
 
@@ -81,13 +81,22 @@ async def test_a_plain_chat_is_a_span_with_its_provider_call_under_it(traced, vl
     span = await chat_span(exporter)
     assert span.kind is SpanKind.INTERNAL and span.status.status_code is StatusCode.UNSET
     assert dict(span.attributes) == {
-        "gen_ai.operation.name": "chat", "gen_ai.request.model": "jan-v1-4b", "gen_ai.response.model": "vllm/jan-v1-4b",
-        "gen_ai.system": "vllm", "llm_api.provider": "vllm", "llm_api.stream": False,
-        "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 3, "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "jan-v1-4b",
+        "gen_ai.response.model": "vllm/jan-v1-4b",
+        "gen_ai.system": "vllm",
+        "llm_api.provider": "vllm",
+        "llm_api.stream": False,
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 3,
+        "gen_ai.response.finish_reasons": ("stop",),
     }
     outbound = client_span_under(exporter, span)
     assert (outbound.attributes["http.method"], outbound.attributes["http.url"], outbound.attributes["http.status_code"]) == (
-        "POST", f"{vllm.base_url}/v1/chat/completions", 200)
+        "POST",
+        f"{vllm.base_url}/v1/chat/completions",
+        200,
+    )
     assert_traceparent_sent(vllm.requests[-1], outbound)
 
 
@@ -103,9 +112,15 @@ async def test_a_streamed_chat_records_its_time_to_first_chunk_and_usage(traced,
     first_chunk_ms = attributes.pop("llm_api.time_to_first_chunk_ms")
     assert isinstance(first_chunk_ms, int) and first_chunk_ms >= 0
     assert attributes == {
-        "gen_ai.operation.name": "chat", "gen_ai.request.model": "vllm/jan-v1-4b", "gen_ai.response.model": "vllm/jan-v1-4b",
-        "gen_ai.system": "vllm", "llm_api.provider": "vllm", "llm_api.stream": True,
-        "gen_ai.usage.input_tokens": 30, "gen_ai.usage.output_tokens": 5, "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "vllm/jan-v1-4b",
+        "gen_ai.response.model": "vllm/jan-v1-4b",
+        "gen_ai.system": "vllm",
+        "llm_api.provider": "vllm",
+        "llm_api.stream": True,
+        "gen_ai.usage.input_tokens": 30,
+        "gen_ai.usage.output_tokens": 5,
+        "gen_ai.response.finish_reasons": ("stop",),
     }
     outbound = client_span_under(exporter, span)
     assert outbound.attributes["http.method"] == "POST"
@@ -129,13 +144,19 @@ async def test_spans_are_exported_over_otlp_when_enabled(aiohttp_server, make_da
     collector = FakeOtlpCollector()
     endpoint = await collector.start()
     try:
-        settings = test_settings(make_database(), VLLM_BASE_URL=f"{vllm.base_url}/v1", OTEL_ENABLED=True,
-                                 OTEL_SERVICE_NAME="llm-api-test", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
+        settings = test_settings(
+            make_database(),
+            VLLM_BASE_URL=f"{vllm.base_url}/v1",
+            OTEL_ENABLED=True,
+            OTEL_SERVICE_NAME="llm-api-test",
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        )
         server = await aiohttp_server(create_app(settings))
         async with aiohttp.ClientSession() as session:
             headers = {"Authorization": f"Bearer {await guest_token(server)}"}
-            async with session.post(server.make_url("/v1/chat/completions"), headers=headers,
-                                    json={"model": "jan-v1-4b", "messages": HELLO}) as response:
+            async with session.post(
+                server.make_url("/v1/chat/completions"), headers=headers, json={"model": "jan-v1-4b", "messages": HELLO}
+            ) as response:
                 assert response.status == 200, await response.text()
         await server.close()  # shutting down flushes the batch
         assert "chat.completion" in collector.span_names
@@ -167,12 +188,18 @@ async def test_one_streamed_chat_is_one_trace_server_completion_client(traced, v
     outbound = client_span_under(exporter, completion)
     assert completion.parent is not None and completion.parent.span_id == server.context.span_id
     assert {span.name for span in spans_of_trace(exporter, server.context.trace_id)} == {
-        "POST /v1/chat/completions", "chat.completion", outbound.name,
+        "POST /v1/chat/completions",
+        "chat.completion",
+        outbound.name,
     }
     assert server.parent is None  # the caller sent no traceparent: the trace starts here
     assert dict(server.attributes) | {"server.address": "-", "url.scheme": "-"} == {
-        "http.request.method": "POST", "http.route": "/v1/chat/completions", "url.path": "/v1/chat/completions",
-        "url.scheme": "-", "server.address": "-", "http.response.status_code": 200,
+        "http.request.method": "POST",
+        "http.route": "/v1/chat/completions",
+        "url.path": "/v1/chat/completions",
+        "url.scheme": "-",
+        "server.address": "-",
+        "http.response.status_code": 200,
     }
     assert_traceparent_sent(vllm.requests[-1], outbound)
 
@@ -200,22 +227,40 @@ async def test_a_server_span_names_the_route_template_and_its_status(traced, exp
 
 
 async def test_calls_to_the_memory_and_media_services_carry_the_trace(aiohttp_server, make_database, tmp_path, exporter):
-    async with running(FakeOpenAIUpstream(models=("jan-v2-30b",))) as vision, running(FakeMemory()) as memory, \
-            running(FakeMediaApi()) as media:
+    async with (
+        running(FakeOpenAIUpstream(models=("jan-v2-30b",))) as vision,
+        running(FakeMemory()) as memory,
+        running(FakeMediaApi()) as media,
+    ):
         media.add("jan_01hqr8v9k2x3f4g5h6j7k8m9n0")
         providers = tmp_path / "providers.yaml"
-        providers.write_text(f"providers:\n  - {{name: jan, vendor: vllm, base_url: '{vision.base_url}/v1', "
-                             "models: [jan-v2-30b], metadata: {vision: 'true'}}\n")
+        providers.write_text(
+            f"providers:\n  - {{name: jan, vendor: vllm, base_url: '{vision.base_url}/v1', "
+            "models: [jan-v2-30b], metadata: {vision: 'true'}}\n"
+        )
         tracer = TracerProvider()
         tracer.add_span_processor(SimpleSpanProcessor(exporter))
-        settings = test_settings(make_database(), PROVIDERS_CONFIG_FILE=str(providers), MEMORY_BASE_URL=memory.base_url,
-                                 MEDIA_RESOLVE_URL=f"{media.base_url}/v1/media/resolve")
+        settings = test_settings(
+            make_database(),
+            PROVIDERS_CONFIG_FILE=str(providers),
+            MEMORY_BASE_URL=memory.base_url,
+            MEDIA_RESOLVE_URL=f"{media.base_url}/v1/media/resolve",
+        )
         server = await aiohttp_server(create_app(settings, tracer_provider=tracer))
         async with aiohttp.ClientSession() as session:
             headers = {"Authorization": f"Bearer {await guest_token(server)}"}
-            body = {"model": "jan-v2-30b", "messages": [{"role": "user", "content": [
-                {"type": "text", "text": "What is this?"},
-                {"type": "image_url", "image_url": {"url": "jan_01hqr8v9k2x3f4g5h6j7k8m9n0"}}]}]}
+            body = {
+                "model": "jan-v2-30b",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is this?"},
+                            {"type": "image_url", "image_url": {"url": "jan_01hqr8v9k2x3f4g5h6j7k8m9n0"}},
+                        ],
+                    }
+                ],
+            }
             async with session.post(server.make_url("/v1/chat/completions"), json=body, headers=headers) as response:
                 assert response.status == 200, await response.text()
         server_trace = f"{server_span(exporter, 'POST /v1/chat/completions').context.trace_id:032x}"

@@ -50,7 +50,7 @@ def edit_spec(project: Path, old: str, new: str, *, after: str) -> None:
     text = path.read_text(encoding="utf-8")
     anchor = text.index(after)
     at = text.index(old, anchor)
-    path.write_text(text[:at] + new + text[at + len(old):], encoding="utf-8")
+    path.write_text(text[:at] + new + text[at + len(old) :], encoding="utf-8")
 
 
 def changed_lines(diff: str) -> list[str]:
@@ -75,9 +75,9 @@ def test_a_changed_constraint_makes_the_models_stale(tmp_path):
     assert "+++ b/llm_api/schemas/models.py" in stale.stdout
     assert "operations.py" not in stale.stdout  # the operation table does not depend on it
     # ProjectName is used by two models; exactly their constraint changes, nothing else.
-    assert sorted(changed_lines(stale.stdout)) == sorted(
-        ["-            max_length=120,", "+            max_length=121,"] * 2
-    ), stale.stdout
+    assert sorted(changed_lines(stale.stdout)) == sorted(["-            max_length=120,", "+            max_length=121,"] * 2), (
+        stale.stdout
+    )
     assert "stale generated files: llm_api/schemas/models.py; run `python -m codegen`" in stale.stderr
 
     written = codegen(project)
@@ -94,7 +94,8 @@ def test_a_changed_constraint_makes_the_models_stale(tmp_path):
 def test_a_new_property_makes_the_models_stale(tmp_path):
     project = copy_project(tmp_path)
     edit_spec(
-        project, "        is_favorite: {type: boolean, default: false}\n",
+        project,
+        "        is_favorite: {type: boolean, default: false}\n",
         "        is_favorite: {type: boolean, default: false}\n        color: {type: string, maxLength: 7}\n",
         after="\n    ProjectCreateRequest:\n",
     )
@@ -111,8 +112,12 @@ def test_a_new_property_makes_the_models_stale(tmp_path):
 def test_a_changed_operation_makes_the_operation_table_stale(tmp_path):
     project = copy_project(tmp_path)
     # getMetrics gains an x-planned mark: the table must now say it is planned.
-    edit_spec(project, "      x-rate-limited: false\n", "      x-rate-limited: false\n      x-planned: true\n",
-              after="operationId: getMetrics\n")
+    edit_spec(
+        project,
+        "      x-rate-limited: false\n",
+        "      x-rate-limited: false\n      x-planned: true\n",
+        after="operationId: getMetrics\n",
+    )
     stale = codegen(project, "--check")
     assert stale.returncode == 1, stale.stdout + stale.stderr
     assert "--- a/llm_api/schemas/operations.py" in stale.stdout

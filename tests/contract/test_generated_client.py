@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from llm_api.app import create_app
-from tests.fakes.loopback import running
 from tests.conftest import test_settings
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,12 @@ def generated(tmp_path_factory) -> Generated:
     env = {**os.environ, "PATH": f"{GENERATOR.parent}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
     result = subprocess.run(
         [str(GENERATOR), "generate", "--path", str(SPEC_PATH), "--output-path", str(tmp / PACKAGE), "--meta", "none"],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -183,40 +188,57 @@ async def test_a_smoke_flow_through_the_generated_client(generated, aiohttp_serv
         async with generated.package.Client(base_url=base, raise_on_unexpected_status=True) as anonymous:
             tokens = await api("auth.guest_login").asyncio(client=anonymous)
         assert isinstance(tokens, models.TokenResponse)
-        async with generated.package.AuthenticatedClient(base_url=base, token=tokens.access_token,
-                                                         raise_on_unexpected_status=True) as client:
+        async with generated.package.AuthenticatedClient(
+            base_url=base, token=tokens.access_token, raise_on_unexpected_status=True
+        ) as client:
             served = await api("models.list_models").asyncio(client=client)
             assert [model.id for model in served.data] == ["vllm/jan-v1-4b"]
 
             project = await api("projects.create_project").asyncio(
-                client=client, body=models.ProjectCreateRequest(name="Thesis", instruction="Answer briefly."))
+                client=client, body=models.ProjectCreateRequest(name="Thesis", instruction="Answer briefly.")
+            )
             assert isinstance(project, models.Project) and project.id.startswith("proj_")
             conversation = await api("conversations.create_conversation").asyncio(
-                client=client, body=models.ConversationCreateRequest.from_dict({"title": "Smoke", "project_id": project.id}))
+                client=client, body=models.ConversationCreateRequest.from_dict({"title": "Smoke", "project_id": project.id})
+            )
             assert isinstance(conversation, models.Conversation) and conversation.project_id == project.id
             added = await api("conversations.create_conversation_items").asyncio(
-                conversation.id, client=client, body=models.ConversationItemsCreateRequest.from_dict(
-                    {"items": [{"type": "message", "role": "user", "content": "My thesis is on tides."}]}))
+                conversation.id,
+                client=client,
+                body=models.ConversationItemsCreateRequest.from_dict(
+                    {"items": [{"type": "message", "role": "user", "content": "My thesis is on tides."}]}
+                ),
+            )
             assert isinstance(added, models.ConversationItemList) and len(added.data) == 1
 
             vllm.reply("Tides come from the Moon.")
             completion = await api("chat.create_chat_completion").asyncio(
-                client=client, body=models.CreateChatCompletionRequest.from_dict({
-                    "model": "vllm/jan-v1-4b", "conversation": conversation.id,
-                    "messages": [{"role": "user", "content": "Where do tides come from?"}]}))
+                client=client,
+                body=models.CreateChatCompletionRequest.from_dict(
+                    {
+                        "model": "vllm/jan-v1-4b",
+                        "conversation": conversation.id,
+                        "messages": [{"role": "user", "content": "Where do tides come from?"}],
+                    }
+                ),
+            )
             assert isinstance(completion, models.ChatCompletion)
             assert completion.choices[0].message.content == "Tides come from the Moon."
             sent = vllm.requests[-1]["json"]["messages"]
             assert sent[0] == {"role": "system", "content": "Answer briefly."}  # the project's instruction
 
             items = await api("conversations.list_conversation_items").asyncio(
-                conversation.id, client=client, order=models.ListConversationItemsOrder.ASC)
+                conversation.id, client=client, order=models.ListConversationItemsOrder.ASC
+            )
             assert [(item.to_dict()["role"], item.to_dict()["content"][0]["text"]) for item in items.data] == [
-                ("user", "My thesis is on tides."), ("user", "Where do tides come from?"),
-                ("assistant", "Tides come from the Moon.")]
+                ("user", "My thesis is on tides."),
+                ("user", "Where do tides come from?"),
+                ("assistant", "Tides come from the Moon."),
+            ]
 
             changed = await api("settings.update_user_settings").asyncio(
-                client=client, body=models.UserSettingsUpdateRequest.from_dict({"memory_config": {"max_user_items": 5}}))
+                client=client, body=models.UserSettingsUpdateRequest.from_dict({"memory_config": {"max_user_items": 5}})
+            )
             assert isinstance(changed, models.UserSettings) and changed.memory_config.max_user_items == 5
 
             deleted = await api("conversations.delete_conversation").asyncio(conversation.id, client=client)

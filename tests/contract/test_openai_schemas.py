@@ -45,8 +45,7 @@ def _leaves(error: ValidationError) -> list[ValidationError]:
     branches: dict[Any, list[ValidationError]] = {}
     for inner in error.context:
         branches.setdefault(inner.relative_schema_path[0], []).append(inner)
-    meant = [inner for errors in branches.values() if not any(_wrong_tag(inner, error) for inner in errors)
-             for inner in errors]
+    meant = [inner for errors in branches.values() if not any(_wrong_tag(inner, error) for inner in errors) for inner in errors]
     return [leaf for inner in meant for leaf in _leaves(inner)] or [error]
 
 
@@ -76,13 +75,22 @@ def test_copied_schemas_say_what_openai_says():
     output_text = SCHEMAS["$defs"]["OutputTextContent"]
     assert set(output_text["required"]) == {"type", "text", "annotations", "logprobs"}
     assert openai_errors({"type": "output_text", "text": "x", "annotations": []}, "OutputTextContent") == [
-        "$: 'logprobs' is a required property"]
-    assert "$.system_fingerprint: None is not of type 'string'" in openai_errors({"system_fingerprint": None},
-                                                                                  "CreateChatCompletionResponse")
-    assert "$.prompt_tokens_details: None is not of type 'object'" in openai_errors({"prompt_tokens_details": None},
-                                                                                     "CompletionUsage")
-    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "usage": None,
-             "choices": [{"index": 0, "delta": {}, "finish_reason": None, "logprobs": None}]}
+        "$: 'logprobs' is a required property"
+    ]
+    assert "$.system_fingerprint: None is not of type 'string'" in openai_errors(
+        {"system_fingerprint": None}, "CreateChatCompletionResponse"
+    )
+    assert "$.prompt_tokens_details: None is not of type 'object'" in openai_errors(
+        {"prompt_tokens_details": None}, "CompletionUsage"
+    )
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "usage": None,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": None, "logprobs": None}],
+    }
     assert_openai(chunk, "CreateChatCompletionStreamResponse")  # nullable: true, read as OpenAI means it
 
 
@@ -161,14 +169,16 @@ async def test_plain_answer_stored_in_a_conversation(provider, me):
     assert_openai(answer, "CreateChatCompletionResponse")
 
 
-@pytest.mark.parametrize("options", [None, {"include_usage": True}, {"include_usage": False}],
-                         ids=["no-options", "include-usage", "no-usage"])
+@pytest.mark.parametrize(
+    "options", [None, {"include_usage": True}, {"include_usage": False}], ids=["no-options", "include-usage", "no-usage"]
+)
 async def test_streamed_chunks(provider, me, options):
     model, fake, _ = provider
     fake.reply("Un deux trois soleil", usage=(9, 4))
     chunks = await streamed(me, model=model, messages=HELLO, **({"stream_options": options} if options else {}))
-    assert "".join(choice["delta"].get("content") or "" for chunk in chunks for choice in chunk["choices"]) == \
-        "Un deux trois soleil"
+    assert (
+        "".join(choice["delta"].get("content") or "" for chunk in chunks for choice in chunk["choices"]) == "Un deux trois soleil"
+    )
     assert any(chunk.get("usage") for chunk in chunks) == bool(options and options["include_usage"])
     for chunk in chunks:
         assert_openai(chunk, "CreateChatCompletionStreamResponse")
@@ -182,8 +192,14 @@ async def test_streamed_chunks_with_tool_calls_into_a_conversation(provider, me)
         fake.reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Lyon"}}])
     else:
         fake.reply("Let me look.", tool_use=[{"name": "get_weather", "input": {"city": "Lyon"}}])
-    chunks = await streamed(me, model=model, messages=HELLO, tools=WEATHER_TOOL, conversation=conversation["id"],
-                            stream_options={"include_usage": True})
+    chunks = await streamed(
+        me,
+        model=model,
+        messages=HELLO,
+        tools=WEATHER_TOOL,
+        conversation=conversation["id"],
+        stream_options={"include_usage": True},
+    )
     assert chunks[-1]["choices"] == [] and chunks[-1]["conversation"]["id"] == conversation["id"]
     assert any(choice["delta"].get("tool_calls") for chunk in chunks for choice in chunk["choices"])
     for chunk in chunks:
@@ -194,16 +210,27 @@ async def test_streamed_chunks_with_tool_calls_into_a_conversation(provider, me)
 
 CLIENT_ITEMS = [
     {"role": "user", "content": "A plain string."},
-    {"type": "message", "role": "user", "content": [
-        {"type": "input_text", "text": "Look at this."},
-        {"type": "input_image", "image_url": "https://example.com/cat.png"},
-        {"type": "input_file", "file_id": "file_abc123"},
-        {"type": "input_file", "file_url": "https://example.com/report.pdf", "filename": "report.pdf"}]},
+    {
+        "type": "message",
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "Look at this."},
+            {"type": "input_image", "image_url": "https://example.com/cat.png"},
+            {"type": "input_file", "file_id": "file_abc123"},
+            {"type": "input_file", "file_url": "https://example.com/report.pdf", "filename": "report.pdf"},
+        ],
+    },
     {"type": "message", "role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
-    {"type": "message", "role": "assistant", "status": "completed", "content": [
-        {"type": "output_text", "text": "Without logprobs, as clients send it.", "annotations": []},
-        {"type": "output_text", "text": "Without annotations either."},
-        {"type": "refusal", "refusal": "Not that."}]},
+    {
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [
+            {"type": "output_text", "text": "Without logprobs, as clients send it.", "annotations": []},
+            {"type": "output_text", "text": "Without annotations either."},
+            {"type": "refusal", "refusal": "Not that."},
+        ],
+    },
     {"role": "assistant", "content": "A plain string from the assistant."},
     {"type": "message", "role": "assistant", "content": [{"type": "text", "text": {"text": "Jan's nested text."}}]},
     {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Lyon"}'},
@@ -237,18 +264,31 @@ async def test_items_created_by_clients(me):
 @pytest.mark.parametrize("provider", ["vllm"], indirect=True)
 async def test_items_echoed_back_whole(me):
     """An item as OpenAI (or this service) returned it, ``logprobs`` included, can be given back."""
-    logprob = {"token": "Oui", "logprob": -0.25, "bytes": [79, 117, 105],
-               "top_logprobs": [{"token": "Oui", "logprob": -0.25, "bytes": [79, 117, 105]}]}
+    logprob = {
+        "token": "Oui",
+        "logprob": -0.25,
+        "bytes": [79, 117, 105],
+        "top_logprobs": [{"token": "Oui", "logprob": -0.25, "bytes": [79, 117, 105]}],
+    }
     conversation = await me.conversation()
-    echoed = {"type": "message", "role": "assistant", "status": "completed", "content": [
-        {"type": "output_text", "text": "Echoed back.", "annotations": [], "logprobs": []},
-        {"type": "output_text", "text": "Oui", "annotations": [], "logprobs": [logprob]}]}
+    echoed = {
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [
+            {"type": "output_text", "text": "Echoed back.", "annotations": [], "logprobs": []},
+            {"type": "output_text", "text": "Oui", "annotations": [], "logprobs": [logprob]},
+        ],
+    }
     created = await me.call("POST", f"/v1/conversations/{conversation['id']}/items", json={"items": [echoed]})
     assert_openai(created, "ConversationItemList")
     items = await assert_items_openai(me, conversation["id"], 1)
     assert [part["logprobs"] for part in output_texts(items)] == [[], [logprob]]
-    again = await me.call("POST", f"/v1/conversations/{conversation['id']}/items",
-                          json={"items": [{key: items[0][key] for key in ("type", "role", "status", "content")}]})
+    again = await me.call(
+        "POST",
+        f"/v1/conversations/{conversation['id']}/items",
+        json={"items": [{key: items[0][key] for key in ("type", "role", "status", "content")}]},
+    )
     assert again["data"][0]["content"] == items[0]["content"]
 
 
@@ -265,12 +305,14 @@ async def test_items_stored_after_a_chat(provider, me, stream):
     model, fake, _ = provider
     conversation = await me.conversation()
     if model.startswith("vllm/"):
-        fake.reply("Voyons.", reasoning="The user wants the weather.",
-                   tool_calls=[{"name": "get_weather", "arguments": {"city": "Lyon"}}])
+        fake.reply(
+            "Voyons.",
+            reasoning="The user wants the weather.",
+            tool_calls=[{"name": "get_weather", "arguments": {"city": "Lyon"}}],
+        )
     else:
         fake.reply("Voyons.", tool_use=[{"name": "get_weather", "input": {"city": "Lyon"}}])
-    body = {"model": model, "messages": HELLO, "tools": WEATHER_TOOL, "conversation": conversation["id"],
-            "store_reasoning": True}
+    body = {"model": model, "messages": HELLO, "tools": WEATHER_TOOL, "conversation": conversation["id"], "store_reasoning": True}
     await (streamed(me, **body) if stream else chat(me, **body))
     items = await assert_items_openai(me, conversation["id"], 3)
     assert [item["type"] for item in items] == ["message", "message", "function_call"]
@@ -281,11 +323,15 @@ async def test_items_stored_after_a_chat(provider, me, stream):
 async def test_items_stored_after_a_chat_with_files(provider, me):
     """File and audio parts of the chat's last message are stored as ``input_file`` parts."""
     conversation = await me.conversation()
-    message = {"role": "user", "content": [
-        {"type": "text", "text": "What is in these?"},
-        {"type": "file", "file": {"file_id": "file_abc123"}},
-        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}},
-        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}]}
+    message = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is in these?"},
+            {"type": "file", "file": {"file_id": "file_abc123"}},
+            {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}},
+            {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+        ],
+    }
     await chat(me, model=MODELS["vllm"], messages=[message], conversation=conversation["id"])
     items = await assert_items_openai(me, conversation["id"], 2)
     assert [part["type"] for part in items[0]["content"]] == ["input_text", "input_file", "input_file", "input_file"]
@@ -300,23 +346,31 @@ async def test_items_stored_by_earlier_versions(provider, me):
     fake.reply("Bonjour.")
     await chat(me, model=MODELS["vllm"], messages=HELLO, conversation=conversation["id"])
     dsn = server.app[SETTINGS].db_dsn
-    query(dsn, """
+    query(
+        dsn,
+        """
         UPDATE llm_api.conversation_items
            SET body = jsonb_set(body, '{content}', (
                    SELECT jsonb_agg(CASE WHEN part->>'type' = 'input_file'
                                          THEN '{"file_id": null, "file_url": null, "file_data": null, "filename": null}' || part
                                          ELSE part - 'logprobs' END)
                      FROM jsonb_array_elements(body->'content') part))
-         WHERE conversation_id = %s AND type = 'message'""", conversation["id"])
-    parts = [part for (body,) in query(dsn, "SELECT body FROM llm_api.conversation_items WHERE conversation_id = %s",
-                                       conversation["id"]) for part in body["content"]]
+         WHERE conversation_id = %s AND type = 'message'""",
+        conversation["id"],
+    )
+    parts = [
+        part
+        for (body,) in query(dsn, "SELECT body FROM llm_api.conversation_items WHERE conversation_id = %s", conversation["id"])
+        for part in body["content"]
+    ]
     assert not [part for part in parts if "logprobs" in part]
     assert [part["file_data"] for part in parts if part["type"] == "input_file"] == [None, None]
     items = await assert_items_openai(me, conversation["id"], 4)
     assert [part["logprobs"] for part in output_texts(items)] == [[]] * 3
     assert [part for item in items for part in item["content"] if part["type"] == "input_file"] == [
         {"type": "input_file", "file_id": "file_abc123"},
-        {"type": "input_file", "file_url": "https://example.com/report.pdf", "filename": "report.pdf"}]
+        {"type": "input_file", "file_url": "https://example.com/report.pdf", "filename": "report.pdf"},
+    ]
 
 
 @pytest.mark.parametrize("provider", ["vllm"], indirect=True)

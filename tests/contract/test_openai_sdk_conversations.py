@@ -27,7 +27,9 @@ def guest_token(base_url: str) -> str:
 
 def sdk(live_server, api_key: str | None = None) -> openai.OpenAI:
     return openai.OpenAI(
-        base_url=f"{live_server.url}/v1", api_key=api_key or guest_token(live_server.url), max_retries=0,
+        base_url=f"{live_server.url}/v1",
+        api_key=api_key or guest_token(live_server.url),
+        max_retries=0,
         _strict_response_validation=True,
     )
 
@@ -44,8 +46,10 @@ def texts(items) -> list[str]:
 
 
 def user_messages(start: int, count: int) -> list[dict]:
-    return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"m{n}"}]}
-            for n in range(start, start + count)]
+    return [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"m{n}"}]}
+        for n in range(start, start + count)
+    ]
 
 
 def test_conversation_lifecycle(oai):
@@ -53,8 +57,13 @@ def test_conversation_lifecycle(oai):
         items=[
             {"role": "user", "content": "Where should I eat in Lyon?"},
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Somewhere cheap."}]},
-            {"type": "message", "id": "msg_lyon1", "role": "assistant", "status": "completed",
-             "content": [{"type": "output_text", "text": "Try a bouchon.", "annotations": []}]},
+            {
+                "type": "message",
+                "id": "msg_lyon1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "Try a bouchon.", "annotations": []}],
+            },
         ],
         metadata={"topic": "travel", "city": "lyon"},
     )
@@ -64,7 +73,11 @@ def test_conversation_lifecycle(oai):
     assert conversation.created_at > 0
 
     retrieved = oai.conversations.retrieve(conversation.id)
-    assert (retrieved.id, retrieved.metadata, retrieved.created_at) == (conversation.id, conversation.metadata, conversation.created_at)
+    assert (retrieved.id, retrieved.metadata, retrieved.created_at) == (
+        conversation.id,
+        conversation.metadata,
+        conversation.created_at,
+    )
 
     items = oai.conversations.items.list(conversation.id, order="asc")
     assert [(item.role, part.type, part.text) for item in items.data for part in item.content] == [
@@ -93,11 +106,14 @@ def test_items_create_list_retrieve_delete(oai):
     conversation = oai.conversations.create()
     assert conversation.metadata == {}
 
-    created = oai.conversations.items.create(conversation.id, items=[
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "What is 2 + 2?"}]},
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "4", "annotations": []}]},
-        {"role": "assistant", "content": "Anything else?"},
-    ])
+    created = oai.conversations.items.create(
+        conversation.id,
+        items=[
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "What is 2 + 2?"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "4", "annotations": []}]},
+            {"role": "assistant", "content": "Anything else?"},
+        ],
+    )
     assert isinstance(created, openai.types.conversations.ConversationItemList)
     assert created.object == "list" and created.has_more is False
     assert texts(created.data) == ["What is 2 + 2?", "4", "Anything else?"]
@@ -157,7 +173,8 @@ def test_auto_paging_over_250_items(oai):
 def test_include_is_accepted_on_create_list_and_retrieve(oai):
     conversation = oai.conversations.create()
     created = oai.conversations.items.create(
-        conversation.id, include=INCLUDE,
+        conversation.id,
+        include=INCLUDE,
         items=[{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hi", "annotations": []}]}],
     )
     item_id = created.data[0].id
@@ -203,10 +220,14 @@ def test_errors_surface_as_typed_exceptions(oai, live_server):
 async def test_async_client_round_trip(live_server):
     token = guest_token(live_server.url)
     async with openai.AsyncOpenAI(
-        base_url=f"{live_server.url}/v1", api_key=token, max_retries=0, _strict_response_validation=True,
+        base_url=f"{live_server.url}/v1",
+        api_key=token,
+        max_retries=0,
+        _strict_response_validation=True,
     ) as client:
         conversation = await client.conversations.create(
-            items=[{"role": "user", "content": "Hello from asyncio"}], metadata={"client": "async"},
+            items=[{"role": "user", "content": "Hello from asyncio"}],
+            metadata={"client": "async"},
         )
         assert conversation.id.startswith("conv_") and conversation.metadata == {"client": "async"}
         items = [item async for item in client.conversations.items.list(conversation.id, limit=1, order="asc")]

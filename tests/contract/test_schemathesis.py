@@ -65,8 +65,9 @@ def test_the_selection_is_exactly_the_implemented_operations():
     assert set(selected) == implemented_operation_ids()
     # The filter does filter: whatever is planned (nothing, at the moment) is left out, and only that.
     everything = [result.ok() for result in schemathesis.openapi.from_path(SPEC_PATH).get_all_operations()]
-    planned = [operation.definition.raw["operationId"] for operation in everything
-               if operation.definition.raw.get("x-planned") is True]
+    planned = [
+        operation.definition.raw["operationId"] for operation in everything if operation.definition.raw.get("x-planned") is True
+    ]
     assert len(everything) == len(selected) + len(planned)
     assert not set(planned) & set(selected)
 

@@ -45,7 +45,12 @@ def test_four_security_schemes_and_secure_by_default():
     assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
     assert schemes["apiKeyBearer"]["scheme"] == "bearer"
     assert schemes["apiKeyHeader"] == {**schemes["apiKeyHeader"], "type": "apiKey", "in": "header", "name": "X-API-Key"}
-    assert schemes["gatewayIdentity"] == {**schemes["gatewayIdentity"], "type": "apiKey", "in": "header", "name": "X-Gateway-Secret"}
+    assert schemes["gatewayIdentity"] == {
+        **schemes["gatewayIdentity"],
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Gateway-Secret",
+    }
     assert SPEC["security"] == [{"bearerAuth": []}, {"apiKeyBearer": []}, {"apiKeyHeader": []}, {"gatewayIdentity": []}]
 
 
@@ -94,7 +99,7 @@ def test_nullable_is_written_the_3_1_way():
 
 def _examples():
     """Every example in the document, with the schema it must satisfy."""
-    for path, item in SPEC["paths"].items():
+    for item in SPEC["paths"].values():
         for method in METHODS:
             op = item.get(method)
             if not op:

@@ -20,8 +20,13 @@ def strict() -> StrictContract:
 
 def request(operation_id: str, match_info=None, *, body: dict | None = None, headers=None, query=()):
     return contract_request(
-        OPERATIONS[operation_id], match_info or {}, query=MultiDict(query), headers=CIMultiDict(headers or {}),
-        cookies={}, body=json.dumps(body).encode() if body is not None else None, content_type="application/json",
+        OPERATIONS[operation_id],
+        match_info or {},
+        query=MultiDict(query),
+        headers=CIMultiDict(headers or {}),
+        cookies={},
+        body=json.dumps(body).encode() if body is not None else None,
+        content_type="application/json",
     )
 
 
@@ -35,17 +40,21 @@ ENVELOPE = {"error": {"message": "m", "type": "server_error", "param": None, "co
 
 def test_a_documented_response_passes(strict):
     strict.check_response(request("getHealth"), response(200, {"status": "ok"}))
-    strict.check_response(request("getMetrics"), response(200, b"llm_api_active_streams 0.0\n",
-                                                          "text/plain; version=0.0.4; charset=utf-8"))
+    strict.check_response(
+        request("getMetrics"), response(200, b"llm_api_active_streams 0.0\n", "text/plain; version=0.0.4; charset=utf-8")
+    )
     strict.check_response(request("getMetrics"), response(500, ENVELOPE))
 
 
-@pytest.mark.parametrize("status,body,fragment", [
-    (200, {"status": "fine"}, "status"),                          # value outside the schema
-    (200, {"status": "ok", "uptime": 3}, "uptime"),               # field the schema forbids
-    (418, {"status": "ok"}, "418"),                               # status not documented at all
-    (500, {"error": {"message": "m", "type": "t"}}, "param"),     # an envelope missing keys
-])
+@pytest.mark.parametrize(
+    "status,body,fragment",
+    [
+        (200, {"status": "fine"}, "status"),  # value outside the schema
+        (200, {"status": "ok", "uptime": 3}, "uptime"),  # field the schema forbids
+        (418, {"status": "ok"}, "418"),  # status not documented at all
+        (500, {"error": {"message": "m", "type": "t"}}, "param"),  # an envelope missing keys
+    ],
+)
 def test_an_undocumented_response_is_drift(strict, status, body, fragment):
     with pytest.raises(ContractDrift) as caught:
         strict.check_response(request("getHealth"), response(status, body))
@@ -60,8 +69,11 @@ def test_a_request_the_spec_refuses_is_drift(strict):
 
 
 def test_a_request_the_spec_accepts_passes(strict):
-    good = request("createChatCompletion", body={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
-                   headers={"Authorization": "Bearer t"})
+    good = request(
+        "createChatCompletion",
+        body={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": "Bearer t"},
+    )
     strict.check_request(good)
 
 

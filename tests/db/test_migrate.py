@@ -74,6 +74,7 @@ def with_initial(tmp_path: Path, **more: str) -> Path:
 
 # --- the shipped migrations ----------------------------------------------------------------------
 
+
 async def test_fresh_database_gets_the_initial_migration(make_database):
     dsn = make_database()
     applied = await migrate(dsn)
@@ -101,8 +102,9 @@ def test_two_migrate_processes_at_once(make_database):
     env = {**os.environ, "DB_POSTGRESQL_WRITE_DSN": dsn, "LOG_LEVEL": "info", "LOG_FORMAT": "text"}
     with holding_migration_lock(dsn) as waiting:
         processes = [
-            subprocess.Popen([sys.executable, "-m", "llm_api", "migrate"], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            subprocess.Popen(
+                [sys.executable, "-m", "llm_api", "migrate"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
             for _ in range(2)
         ]
         try:
@@ -139,6 +141,7 @@ async def test_two_migrate_coroutines_at_once(make_database):
 
 
 # --- refusing inconsistent histories -------------------------------------------------------------
+
 
 async def test_an_applied_migration_edited_afterwards_is_refused(make_database, tmp_path):
     dsn = make_database()

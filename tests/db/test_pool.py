@@ -18,7 +18,8 @@ from tests.conftest import free_port, test_settings
 
 SCHEMA = "pool_test"
 docs = sa.Table(
-    "docs", sa.MetaData(schema=SCHEMA),
+    "docs",
+    sa.MetaData(schema=SCHEMA),
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("doc", JSONB, nullable=False),
 )
@@ -63,6 +64,7 @@ def closed_port_dsn(dsn: str) -> str:
 
 # --- statements ----------------------------------------------------------------------------------
 
+
 async def test_a_select_with_a_bind_parameter_returns_dict_rows(db, dsn):
     admin(dsn, f"INSERT INTO {SCHEMA}.docs VALUES (1, '{{\"a\": 1}}'), (2, '{{\"b\": 2}}')")
     row = await db.fetch_one(SELECT_DOC, id=2)
@@ -98,6 +100,7 @@ async def test_ping(db):
 
 # --- a dropped connection ------------------------------------------------------------------------
 
+
 async def test_a_read_is_retried_once_after_the_connection_was_dropped(dsn, caplog):
     db = await Database.connect(dsn, min_size=1, max_size=1, timeout=5)
     try:
@@ -119,6 +122,7 @@ async def test_a_read_is_retried_once_after_the_connection_was_dropped(dsn, capl
 
 
 # --- transactions --------------------------------------------------------------------------------
+
 
 async def test_a_transaction_commits_on_success(db, dsn):
     async with db.transaction() as tx:
@@ -155,6 +159,7 @@ async def test_a_transaction_rolls_back_on_a_database_error(db, dsn):
 
 
 # --- PostgreSQL unreachable ----------------------------------------------------------------------
+
 
 async def test_an_unreachable_database_is_a_503_naming_the_database(dsn):
     db = await Database.connect(closed_port_dsn(dsn), min_size=0, max_size=1, timeout=2)

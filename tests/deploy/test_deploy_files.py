@@ -34,7 +34,10 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 SEED_PORTS = {"kong": 8000, "llm-api": 8080, "keycloak": 8085, "postgres": 5432}
 # Values an operator must provide; compose must stop rather than fall back to a default.
 OPERATOR_SECRETS = {
-    "POSTGRES_PASSWORD", "LLM_API_SECRET_KEY", "GATEWAY_SHARED_SECRET", "BACKEND_CLIENT_SECRET",
+    "POSTGRES_PASSWORD",
+    "LLM_API_SECRET_KEY",
+    "GATEWAY_SHARED_SECRET",
+    "BACKEND_CLIENT_SECRET",
     "KEYCLOAK_ADMIN_PASSWORD",
 }
 # Kong's fixed plugin priorities (higher runs first in a phase): the secret must be added after
@@ -43,6 +46,7 @@ KONG_PLUGIN_PRIORITY = {"request-transformer": 801, "post-function": -1000}
 
 
 # --- loading ---------------------------------------------------------------------------------------
+
 
 @cache
 def compose() -> dict:
@@ -96,6 +100,7 @@ def compose_strings(node: object) -> list[str]:
 
 def interpolate(value: str, env: dict[str, str]) -> str:
     """Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, $$."""
+
     def replace(match: re.Match) -> str:
         name, operator, argument = match.group(1), match.group(2) or "", match.group(3) or ""
         # With a colon, an empty value counts as unset.
@@ -107,6 +112,7 @@ def interpolate(value: str, env: dict[str, str]) -> str:
         if operator.endswith("-"):
             return env[name] if is_set else argument
         return env.get(name, "")
+
     value = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}", replace, value)
     return value.replace("$$", "$")
 
@@ -127,6 +133,7 @@ def published_ports(name: str) -> list[tuple[int, int]]:
 
 # --- Kong's routing, as its router decides ---------------------------------------------------------
 
+
 def kong_service() -> dict:
     services = kong()["services"]
     assert len(services) == 1, "kong.yml should hold the one llm-api service"
@@ -140,18 +147,20 @@ def routes() -> list[dict]:
 def route_for(path: str) -> dict | None:
     """The route Kong's router picks for `path`: regex paths (`~...`, anchored at the start) win over
     prefix paths, the higher regex_priority first; among prefix paths the longest wins."""
-    regex = [route for route in routes()
-             if any(p.startswith("~") and re.match(p[1:], path) for p in route["paths"])]
+    regex = [route for route in routes() if any(p.startswith("~") and re.match(p[1:], path) for p in route["paths"])]
     if regex:
         return max(regex, key=lambda route: route.get("regex_priority", 0))
-    prefixes = [(len(p), route) for route in routes() for p in route["paths"]
-                if not p.startswith("~") and path.startswith(p)]
+    prefixes = [(len(p), route) for route in routes() for p in route["paths"] if not p.startswith("~") and path.startswith(p)]
     return max(prefixes, key=lambda pair: pair[0])[1] if prefixes else None
 
 
 def operations() -> list[tuple[str, str, dict]]:
-    return [(path, method, operation) for path, item in spec()["paths"].items()
-            for method, operation in item.items() if method in HTTP_METHODS]
+    return [
+        (path, method, operation)
+        for path, item in spec()["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
 
 
 def sample_path(template: str) -> str:
@@ -305,8 +314,7 @@ def test_kong_post_function_sets_the_secret_and_the_client_address():
 
 def test_cors_exposes_the_headers_llm_api_answers_with():
     exposed = {name.lower() for name in service_plugin("cors")["config"]["exposed_headers"]}
-    documented = {"X-Request-Id", "X-Auth-Method", "X-Principal-Id", "X-RateLimit-Limit-Minute",
-                  "X-RateLimit-Remaining-Minute"}
+    documented = {"X-Request-Id", "X-Auth-Method", "X-Principal-Id", "X-RateLimit-Limit-Minute", "X-RateLimit-Remaining-Minute"}
     assert all(name in spec()["info"]["description"] for name in documented)
     in_responses = set()
     for response in spec()["components"]["responses"].values():
@@ -319,6 +327,7 @@ def test_cors_exposes_the_headers_llm_api_answers_with():
 
 
 # --- compose -----------------------------------------------------------------------------------------
+
 
 def test_compose_ports_are_the_seeds():
     assert set(compose()["services"]) == set(SEED_PORTS)
@@ -334,13 +343,14 @@ def test_compose_gives_llm_api_only_real_settings():
 
 
 def test_compose_settings_are_valid_for_llm_api():
-    env = {key: interpolate(value, operator_env()) for key, value in environment("llm-api").items()
-           if value is not None}
+    env = {key: interpolate(value, operator_env()) for key, value in environment("llm-api").items() if value is not None}
     settings = Settings.from_env(env)
     # Optional pass-through variables, once an operator sets them, are valid too.
     optional = [key for key, value in environment("llm-api").items() if value is None]
     assert "ADMIN_API_KEY" in optional
-    Settings.from_env({**env, "ADMIN_API_KEY": "admin-" + "0123456789" * 4, "VLLM_BASE_URL": "http://host.docker.internal:8001/v1"})
+    Settings.from_env(
+        {**env, "ADMIN_API_KEY": "admin-" + "0123456789" * 4, "VLLM_BASE_URL": "http://host.docker.internal:8001/v1"}
+    )
     assert settings.secret_key and settings.gateway_shared_secret and settings.db_dsn
     assert settings.keycloak_mode and settings.backend_client_id and settings.backend_client_secret
     # The database is the compose one.
@@ -402,6 +412,7 @@ def test_compose_mounts_the_files_its_services_load():
 
 # --- Keycloak realm ----------------------------------------------------------------------------------
 
+
 def realm_client(client_id: str) -> dict:
     matches = [client for client in realm()["clients"] if client["clientId"] == client_id]
     assert len(matches) == 1, f"realm-jan.json should define the client {client_id}"
@@ -425,18 +436,21 @@ def test_realm_has_the_jan_client_for_guest_sign_in():
 def test_realm_tokens_carry_the_audience_llm_api_checks():
     account = environment("llm-api")["ACCOUNT"]
     assert account == SETTINGS_DEFAULTS.account
-    audiences = [mapper["config"] for mapper in realm_client(SETTINGS_DEFAULTS.client_id)["protocolMappers"]
-                 if mapper["protocolMapper"] == "oidc-audience-mapper"]
-    assert any(config.get("included.custom.audience") == account and config.get("access.token.claim") == "true"
-               for config in audiences)
+    audiences = [
+        mapper["config"]
+        for mapper in realm_client(SETTINGS_DEFAULTS.client_id)["protocolMappers"]
+        if mapper["protocolMapper"] == "oidc-audience-mapper"
+    ]
+    assert any(
+        config.get("included.custom.audience") == account and config.get("access.token.claim") == "true" for config in audiences
+    )
 
 
 def test_realm_has_the_guest_and_admin_roles():
     roles = {role["name"] for role in realm()["roles"]["realm"]}
     guest_role = environment("llm-api")["GUEST_ROLE"]
     assert guest_role == SETTINGS_DEFAULTS.guest_role and guest_role in roles
-    assert any(Principal(user_id="u", subject="s", issuer="i", auth_method="jwt", roles=(role,)).is_admin
-               for role in roles)
+    assert any(Principal(user_id="u", subject="s", issuer="i", auth_method="jwt", roles=(role,)).is_admin for role in roles)
     # Guests have no first or last name: a required action (Keycloak 24+ verifies the profile) would
     # make their password sign-in fail with "Account is not fully set up".
     assert realm()["requiredActions"] == []
@@ -463,6 +477,7 @@ def test_realm_placeholders_are_all_provided_to_keycloak():
 
 # --- Dockerfile --------------------------------------------------------------------------------------
 
+
 def test_dockerfile_runs_as_an_unprivileged_user():
     users = [arguments.split(":")[0] for instruction, arguments in dockerfile() if instruction == "USER"]
     assert users, "the image must set USER"
@@ -471,7 +486,7 @@ def test_dockerfile_runs_as_an_unprivileged_user():
 
 def test_dockerfile_healthcheck_probes_a_real_public_route():
     (arguments,) = [arguments for instruction, arguments in dockerfile() if instruction == "HEALTHCHECK"]
-    command = json.loads(arguments[arguments.index("CMD") + 3:].strip())
+    command = json.loads(arguments[arguments.index("CMD") + 3 :].strip())
     assert command[:2] == ["python", "-c"]
     compile(command[2], "<healthcheck>", "exec")
     path = re.search(r"https?://[^/'\"]+(/[^'\"]*)", command[2]).group(1)
@@ -503,8 +518,9 @@ def test_dockerfile_copies_everything_the_package_build_needs():
             target = link.resolve().relative_to(ROOT)
             assert str(target.parts[0]) in copied, f"{link.relative_to(ROOT)} -> {target} is not copied"
     # And the build context lets those files through (an allowlist).
-    allowed = {line[1:].rstrip("/") for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
-               if line.startswith("!")}
+    allowed = {
+        line[1:].rstrip("/") for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines() if line.startswith("!")
+    }
     assert copied <= allowed, copied - allowed
 
 

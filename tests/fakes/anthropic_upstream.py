@@ -129,8 +129,23 @@ DEFAULT_CREATED_AT = "2025-01-01T00:00:00Z"
 DEFAULT_MAX_OUTPUT = 64000
 
 TOP_LEVEL_FIELDS = (
-    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature", "top_p",
-    "top_k", "tools", "tool_choice", "thinking", "service_tier", "cache_control", "container", "inference_geo",
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "metadata",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "service_tier",
+    "cache_control",
+    "container",
+    "inference_geo",
     "output_config",
 )
 BLOCK_TYPES = ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking")
@@ -246,8 +261,9 @@ class _Plan:
 class FakeAnthropic:
     """Anthropic's Messages API served over HTTP on loopback, answering with queued behaviours."""
 
-    def __init__(self, *, api_key: str = "sk-ant-test",
-                 models: Iterable[str] = ("claude-sonnet-4-5", "claude-haiku-4-5")) -> None:
+    def __init__(
+        self, *, api_key: str = "sk-ant-test", models: Iterable[str] = ("claude-sonnet-4-5", "claude-haiku-4-5")
+    ) -> None:
         self.api_key = api_key
         self.models = tuple(models)
         self.base_url = ""
@@ -276,34 +292,75 @@ class FakeAnthropic:
 
     # -- scripting ---------------------------------------------------------------------------------
 
-    def reply(self, text: str = "Bonjour !", *, stop_reason: str | None = None, usage: tuple[int, int] = (21, 4),
-              tool_use: Sequence[Mapping[str, Any]] | None = None, thinking: str | None = None,
-              delay: float = 0.0, event_delay: float = 0.0, cut_after: int | None = None) -> None:
+    def reply(
+        self,
+        text: str = "Bonjour !",
+        *,
+        stop_reason: str | None = None,
+        usage: tuple[int, int] = (21, 4),
+        tool_use: Sequence[Mapping[str, Any]] | None = None,
+        thinking: str | None = None,
+        delay: float = 0.0,
+        event_delay: float = 0.0,
+        cut_after: int | None = None,
+    ) -> None:
         """Queue a successful answer. ``tool_use``: ``[{"id"?, "name", "input"}]`` (ids default to fresh
         ``toolu_01…``), after the text; ``stop_reason`` then defaults to ``"tool_use"``. ``thinking``: the
         text of a thinking block, sent when the request enables thinking. ``delay`` holds the status
         line back, ``event_delay`` paces streamed events, ``cut_after`` aborts the connection after that
         many events (see ``cut``)."""
-        tools = [{"id": t.get("id") or new_tool_use_id(), "name": t["name"], "input": dict(t.get("input") or {})}
-                 for t in tool_use or ()]
-        self._queue.append(_Plan(text=text, stop_reason=stop_reason, usage=(int(usage[0]), int(usage[1])),
-                                 tool_use=tools, thinking=thinking, delay=delay, event_delay=event_delay,
-                                 cut_after=cut_after))
+        tools = [
+            {"id": t.get("id") or new_tool_use_id(), "name": t["name"], "input": dict(t.get("input") or {})}
+            for t in tool_use or ()
+        ]
+        self._queue.append(
+            _Plan(
+                text=text,
+                stop_reason=stop_reason,
+                usage=(int(usage[0]), int(usage[1])),
+                tool_use=tools,
+                thinking=thinking,
+                delay=delay,
+                event_delay=event_delay,
+                cut_after=cut_after,
+            )
+        )
 
-    def fail(self, status: int, error_type: str, message: str, *, headers: Mapping[str, str] | None = None,
-             mid_stream: bool = False, after_events: int = 4, delay: float = 0.0) -> None:
+    def fail(
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        mid_stream: bool = False,
+        after_events: int = 4,
+        delay: float = 0.0,
+    ) -> None:
         """Queue an error answer with Anthropic's error body. A 429 gets ``retry-after: 1`` and
         ``anthropic-ratelimit-*`` headers unless ``headers`` say otherwise. With ``mid_stream``, a
         streaming call gets a 200 and the default text stream, interrupted after ``after_events`` events
         by an ``event: error`` (a non-streaming call still gets the HTTP error)."""
         extra: dict[str, str] = {}
         if status == 429:
-            extra = {"retry-after": "1", "anthropic-ratelimit-requests-limit": "50",
-                     "anthropic-ratelimit-requests-remaining": "0",
-                     "anthropic-ratelimit-requests-reset": "2025-01-01T00:00:01Z"}
+            extra = {
+                "retry-after": "1",
+                "anthropic-ratelimit-requests-limit": "50",
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-requests-reset": "2025-01-01T00:00:01Z",
+            }
         extra.update({k.lower(): v for k, v in (headers or {}).items()})
-        self._queue.append(_Plan(kind="fail", status=status, error_type=error_type, message=message, headers=extra,
-                                 mid_stream_after=after_events if mid_stream else None, delay=delay))
+        self._queue.append(
+            _Plan(
+                kind="fail",
+                status=status,
+                error_type=error_type,
+                message=message,
+                headers=extra,
+                mid_stream_after=after_events if mid_stream else None,
+                delay=delay,
+            )
+        )
 
     def overloaded(self) -> None:
         """Queue a 529 ``overloaded_error`` "Overloaded", as Anthropic sends under load."""
@@ -313,8 +370,7 @@ class FakeAnthropic:
         """Queue a 429 ``rate_limit_error`` with Anthropic's message and ``retry-after``."""
         self.fail(429, "rate_limit_error", RATE_LIMIT_MESSAGE, headers={"retry-after": str(retry_after)})
 
-    def stream_error(self, after_events: int = 4, error_type: str = "overloaded_error",
-                     message: str = "Overloaded") -> None:
+    def stream_error(self, after_events: int = 4, error_type: str = "overloaded_error", message: str = "Overloaded") -> None:
         """Queue a stream that breaks off with ``event: error`` after ``after_events`` events (a
         non-streaming call gets the matching HTTP error, e.g. 529 for ``overloaded_error``)."""
         self.fail(ERROR_STATUS.get(error_type, 500), error_type, message, mid_stream=True, after_events=after_events)
@@ -356,8 +412,14 @@ class FakeAnthropic:
             parsed = None
         request[BODY] = parsed
         request[RAW_BODY] = raw
-        self.requests.append({"method": request.method, "path": request.path,
-                              "headers": {k.lower(): v for k, v in request.headers.items()}, "json": parsed})
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "json": parsed,
+            }
+        )
         try:
             if too_large:
                 raise AnthropicError(413, "request_too_large", "Request exceeds the maximum allowed number of bytes.")
@@ -367,8 +429,7 @@ class FakeAnthropic:
         except web.HTTPNotFound:
             response = self._error_response(AnthropicError(404, "not_found_error", "Not Found"), request_id)
         except web.HTTPMethodNotAllowed:
-            response = self._error_response(
-                AnthropicError(405, "invalid_request_error", "Method Not Allowed"), request_id)
+            response = self._error_response(AnthropicError(405, "invalid_request_error", "Method Not Allowed"), request_id)
         if not response.prepared:
             response.headers.setdefault("request-id", request_id)
         return response
@@ -376,8 +437,12 @@ class FakeAnthropic:
     @staticmethod
     def _error_response(exc: AnthropicError, request_id: str) -> web.Response:
         headers = {"request-id": request_id, **exc.headers}
-        return web.Response(status=exc.status, text=_dumps(_error_body(exc.error_type, exc.message, request_id)),
-                            content_type="application/json", headers=headers)
+        return web.Response(
+            status=exc.status,
+            text=_dumps(_error_body(exc.error_type, exc.message, request_id)),
+            content_type="application/json",
+            headers=headers,
+        )
 
     def _authenticate(self, request: web.Request) -> None:
         key = request.headers.get("x-api-key")
@@ -415,17 +480,20 @@ class FakeAnthropic:
             raise _invalid("limit: Input should be greater than or equal to 1 and less than or equal to 1000")
         ids = list(self.models)
         if "after_id" in q:
-            ids = ids[ids.index(q["after_id"]) + 1:] if q["after_id"] in ids else []
+            ids = ids[ids.index(q["after_id"]) + 1 :] if q["after_id"] in ids else []
         elif "before_id" in q:
-            ids = ids[:ids.index(q["before_id"])] if q["before_id"] in ids else []
+            ids = ids[: ids.index(q["before_id"])] if q["before_id"] in ids else []
             ids = ids[-limit:] if len(ids) > limit else ids
         page = ids[:limit]
-        return web.json_response({
-            "data": [self._model_object(m) for m in page],
-            "has_more": len(ids) > len(page),
-            "first_id": page[0] if page else None,
-            "last_id": page[-1] if page else None,
-        }, dumps=_dumps)
+        return web.json_response(
+            {
+                "data": [self._model_object(m) for m in page],
+                "has_more": len(ids) > len(page),
+                "first_id": page[0] if page else None,
+                "last_id": page[-1] if page else None,
+            },
+            dumps=_dumps,
+        )
 
     async def _get_model(self, request: web.Request) -> web.Response:
         self._authenticate(request)
@@ -449,8 +517,9 @@ class FakeAnthropic:
             raise AnthropicError(404, "not_found_error", f"model: {model}")
         limit = self._max_output(model)
         if body["max_tokens"] > limit:
-            raise _invalid(f"max_tokens: {body['max_tokens']} > {limit}, which is the maximum allowed number of "
-                           f"output tokens for {model}")
+            raise _invalid(
+                f"max_tokens: {body['max_tokens']} > {limit}, which is the maximum allowed number of output tokens for {model}"
+            )
         if "temperature" in body and "top_p" in body and not model.startswith("claude-3"):
             raise _invalid("`temperature` and `top_p` cannot both be specified for this model. Please use only one.")
 
@@ -499,11 +568,14 @@ class FakeAnthropic:
 
     @staticmethod
     def _sse_response(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "request-id": request[REQUEST_ID],
-        })
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "request-id": request[REQUEST_ID],
+            },
+        )
         return response
 
     async def _stream(self, request: web.Request, plan: _Plan, message: dict[str, Any]) -> web.StreamResponse:
@@ -540,6 +612,7 @@ class FakeAnthropic:
 
 
 # -- validation ------------------------------------------------------------------------------------
+
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -627,8 +700,7 @@ def _validate_system(system: Any) -> None:
             raise _invalid(f"system.{k}.type: Input should be 'text'")
         _extra_fields(f"system.{k}.", block, BLOCK_FIELDS["text"])
         if not isinstance(block.get("text"), str):
-            raise _invalid(f"system.{k}.text: " + ("Field required" if "text" not in block
-                                                    else "Input should be a valid string"))
+            raise _invalid(f"system.{k}.text: " + ("Field required" if "text" not in block else "Input should be a valid string"))
         if not block["text"]:
             raise _invalid("system: text content blocks must be non-empty")
 
@@ -649,15 +721,18 @@ def _validate_messages(messages: Any) -> None:
         _extra_fields(f"{path}.", message, ("role", "content"))
         role = message["role"]
         if role == "system":
-            raise _invalid('messages: Unexpected role "system". The Messages API accepts a top-level `system` '
-                           'parameter, not "system" as an input message role.')
+            raise _invalid(
+                'messages: Unexpected role "system". The Messages API accepts a top-level `system` '
+                'parameter, not "system" as an input message role.'
+            )
         if role not in ("user", "assistant"):
             raise _invalid(f"{path}.role: Input should be 'user' or 'assistant'")
         if i == 0 and role != "user":
             raise _invalid('messages: first message must use the "user" role')
         if i > 0 and messages[i - 1].get("role") == role:
-            raise _invalid(f'messages: roles must alternate between "user" and "assistant", but found multiple '
-                           f'"{role}" roles in a row')
+            raise _invalid(
+                f'messages: roles must alternate between "user" and "assistant", but found multiple "{role}" roles in a row'
+            )
         last = i == len(messages) - 1
         blocks = _validate_content(path, role, message["content"], optional=last and role == "assistant")
 
@@ -665,33 +740,40 @@ def _validate_messages(messages: Any) -> None:
             results = [(j, b["tool_use_id"]) for j, b in enumerate(blocks) if b.get("type") == "tool_result"]
             for j, tool_use_id in results:
                 if tool_use_id not in previous_tool_ids:
-                    raise _invalid(f"{path}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
-                                   f"{tool_use_id}. Each `tool_result` block must have a corresponding `tool_use` "
-                                   f"block in the previous message.")
+                    raise _invalid(
+                        f"{path}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{tool_use_id}. Each `tool_result` block must have a corresponding `tool_use` "
+                        f"block in the previous message."
+                    )
             previous_tool_ids = []
         else:
             previous_tool_ids = [b["id"] for b in blocks if b.get("type") == "tool_use"]
             following = messages[i + 1] if not last else None
             answered = set()
             if isinstance(following, dict) and isinstance(following.get("content"), list):
-                answered = {b.get("tool_use_id") for b in following["content"]
-                            if isinstance(b, dict) and b.get("type") == "tool_result"}
+                answered = {
+                    b.get("tool_use_id") for b in following["content"] if isinstance(b, dict) and b.get("type") == "tool_result"
+                }
             missing = [t for t in previous_tool_ids if t not in answered]
             if missing:
-                raise _invalid(f"{path}: `tool_use` ids were found without `tool_result` blocks immediately after: "
-                               f"{', '.join(missing)}. Each `tool_use` block must have a corresponding "
-                               f"`tool_result` block in the next message.")
+                raise _invalid(
+                    f"{path}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                    f"{', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                    f"`tool_result` block in the next message."
+                )
             if last:
-                final_text = message["content"] if isinstance(message["content"], str) else (
-                    blocks[-1].get("text", "") if blocks and blocks[-1].get("type") == "text" else "")
+                final_text = (
+                    message["content"]
+                    if isinstance(message["content"], str)
+                    else (blocks[-1].get("text", "") if blocks and blocks[-1].get("type") == "text" else "")
+                )
                 if final_text and final_text != final_text.rstrip():
                     raise _invalid("messages: final assistant content cannot end with trailing whitespace")
 
 
 def _validate_content(path: str, role: str, content: Any, *, optional: bool) -> list[dict[str, Any]]:
     """Check a message's content; return it as a list of blocks."""
-    empty = ("messages: all messages must have non-empty content except for the optional final assistant "
-             "message")
+    empty = "messages: all messages must have non-empty content except for the optional final assistant message"
     if isinstance(content, str):
         if not content and not optional:
             raise _invalid(empty)
@@ -713,8 +795,7 @@ def _validate_block(path: str, role: str | None, block: Any, allowed: Sequence[s
         raise _invalid(f"{path}: Unable to extract tag using discriminator 'type'")
     if kind not in allowed:
         expected = ", ".join(f"'{t}'" for t in allowed)
-        raise _invalid(f"{path}: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
-                       f"{expected}")
+        raise _invalid(f"{path}: Input tag '{kind}' found using 'type' does not match any of the expected tags: {expected}")
     where = f"{path}.{kind}."
     _extra_fields(where, block, BLOCK_FIELDS[kind])
     if role == "user" and kind in ASSISTANT_ONLY:
@@ -737,18 +818,20 @@ def _validate_block(path: str, role: str | None, block: Any, allowed: Sequence[s
     elif kind == "document":
         source = block.get("source")
         if not isinstance(source, dict):
-            raise _invalid(f"{where}source: " + ("Field required" if source is None
-                                                 else "Input should be a valid dictionary"))
+            raise _invalid(f"{where}source: " + ("Field required" if source is None else "Input should be a valid dictionary"))
         if source.get("type") not in ("base64", "text", "url", "file", "content"):
-            raise _invalid(f"{where}source: Input tag '{source.get('type')}' found using 'type' does not match any "
-                           f"of the expected tags: 'base64', 'text', 'content', 'url', 'file'")
+            raise _invalid(
+                f"{where}source: Input tag '{source.get('type')}' found using 'type' does not match any "
+                f"of the expected tags: 'base64', 'text', 'content', 'url', 'file'"
+            )
     elif kind == "tool_use":
         if not TOOL_USE_ID.match(string("id")):
             raise _invalid(f"{where}id: String should match pattern '^[a-zA-Z0-9_-]+$'")
         string("name")
         if not isinstance(block.get("input"), dict):
-            raise _invalid(f"{where}input: " + ("Field required" if "input" not in block
-                                                else "Input should be a valid dictionary"))
+            raise _invalid(
+                f"{where}input: " + ("Field required" if "input" not in block else "Input should be a valid dictionary")
+            )
     elif kind == "tool_result":
         string("tool_use_id")
         inner = block.get("content")
@@ -780,13 +863,13 @@ def _validate_image_source(path: str, source: Any) -> None:
             raise _invalid(f"{path}.file.file_id: Field required")
         return
     if kind != "base64":
-        raise _invalid(f"{path}: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
-                       f"'base64', 'url', 'file'")
+        raise _invalid(
+            f"{path}: Input tag '{kind}' found using 'type' does not match any of the expected tags: 'base64', 'url', 'file'"
+        )
     _extra_fields(f"{path}.base64.", source, ("type", "media_type", "data"))
     media_type = source.get("media_type")
     if media_type not in IMAGE_MEDIA_TYPES:
-        raise _invalid(f"{path}.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or "
-                       f"'image/webp'")
+        raise _invalid(f"{path}.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'")
     data = source.get("data")
     if not isinstance(data, str):
         raise _invalid(f"{path}.base64.data: Field required")
@@ -795,8 +878,10 @@ def _validate_image_source(path: str, source: Any) -> None:
     except (binascii.Error, ValueError):
         raise _invalid(f"{path}.base64.data: Invalid base64 data") from None
     if _sniff_image(raw) != media_type:
-        raise _invalid(f"{path}.base64.data: The image was specified using the {media_type} media type, but does "
-                       f"not appear to be a valid {media_type} image")
+        raise _invalid(
+            f"{path}.base64.data: The image was specified using the {media_type} media type, but does "
+            f"not appear to be a valid {media_type} image"
+        )
 
 
 def _sniff_image(raw: bytes) -> str | None:
@@ -821,9 +906,11 @@ def _validate_tools(tools: Any) -> None:
         kind = tool.get("type", "custom")
         if kind != "custom":
             if not isinstance(kind, str) or not SERVER_TOOL_TYPE.match(kind):
-                raise _invalid(f"tools.{k}: Input tag '{kind}' found using 'type' does not match any of the "
-                               f"expected tags: 'custom', 'bash_20250124', 'text_editor_20250728', "
-                               f"'web_search_20250305'")
+                raise _invalid(
+                    f"tools.{k}: Input tag '{kind}' found using 'type' does not match any of the "
+                    f"expected tags: 'custom', 'bash_20250124', 'text_editor_20250728', "
+                    f"'web_search_20250305'"
+                )
             names.append(tool.get("name"))
             continue
         where = f"tools.{k}.custom."
@@ -851,8 +938,10 @@ def _validate_tool_choice(choice: Any) -> None:
         raise _invalid("tool_choice: Input should be a valid dictionary")
     kind = choice.get("type")
     if kind not in TOOL_CHOICE_FIELDS:
-        raise _invalid(f"tool_choice: Input tag '{kind}' found using 'type' does not match any of the expected "
-                       f"tags: 'auto', 'any', 'tool', 'none'")
+        raise _invalid(
+            f"tool_choice: Input tag '{kind}' found using 'type' does not match any of the expected "
+            f"tags: 'auto', 'any', 'tool', 'none'"
+        )
     _extra_fields(f"tool_choice.{kind}.", choice, TOOL_CHOICE_FIELDS[kind])
     if kind == "tool" and not isinstance(choice.get("name"), str):
         raise _invalid("tool_choice.tool.name: Field required")
@@ -866,8 +955,10 @@ def _validate_thinking(body: dict[str, Any]) -> None:
         raise _invalid("thinking: Input should be a valid dictionary")
     kind = thinking.get("type")
     if kind not in ("enabled", "disabled", "adaptive"):
-        raise _invalid(f"thinking: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
-                       f"'enabled', 'disabled', 'adaptive'")
+        raise _invalid(
+            f"thinking: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
+            f"'enabled', 'disabled', 'adaptive'"
+        )
     if kind != "enabled":
         _extra_fields(f"thinking.{kind}.", thinking, ("type",))
         return
@@ -880,14 +971,19 @@ def _validate_thinking(body: dict[str, Any]) -> None:
     if budget < 1024:
         raise _invalid("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
     if body["max_tokens"] <= budget:
-        raise _invalid(f"`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
-                       f"documentation at {THINKING_DOCS}#max-tokens-and-context-window-size")
+        raise _invalid(
+            f"`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
+            f"documentation at {THINKING_DOCS}#max-tokens-and-context-window-size"
+        )
     if "temperature" in body and body["temperature"] != 1:
-        raise _invalid(f"`temperature` may only be set to 1 when thinking is enabled. Please consult our "
-                       f"documentation at {THINKING_DOCS}#important-considerations-when-using-extended-thinking")
+        raise _invalid(
+            f"`temperature` may only be set to 1 when thinking is enabled. Please consult our "
+            f"documentation at {THINKING_DOCS}#important-considerations-when-using-extended-thinking"
+        )
 
 
 # -- answers ---------------------------------------------------------------------------------------
+
 
 def _compose(plan: _Plan, body: Mapping[str, Any]) -> dict[str, Any]:
     """The complete ``Message`` that answers ``body`` according to ``plan``."""
@@ -926,8 +1022,13 @@ def _compose(plan: _Plan, body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
-    return {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-            "output_tokens": output_tokens, "service_tier": "standard"}
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
 
 
 def _events(message: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -937,8 +1038,13 @@ def _events(message: Mapping[str, Any]) -> list[tuple[str, str]]:
     def emit(data: dict[str, Any]) -> None:
         events.append((data["type"], _dumps(data)))
 
-    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None,
-             "usage": _usage(message["usage"]["input_tokens"], 1)}
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": _usage(message["usage"]["input_tokens"], 1),
+    }
     emit({"type": "message_start", "message": start})
     ping = ("ping", '{"type": "ping"}')
     if not message["content"]:
@@ -957,16 +1063,19 @@ def _events(message: Mapping[str, Any]) -> list[tuple[str, str]]:
             opening = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
             arguments = json.dumps(block["input"], ensure_ascii=False)
             deltas = [{"type": "input_json_delta", "partial_json": ""}]
-            deltas += [{"type": "input_json_delta", "partial_json": arguments[k:k + 8]}
-                       for k in range(0, len(arguments), 8)]
+            deltas += [{"type": "input_json_delta", "partial_json": arguments[k : k + 8]} for k in range(0, len(arguments), 8)]
         emit({"type": "content_block_start", "index": index, "content_block": opening})
         if index == 0:
             events.append(ping)
         for delta in deltas:
             emit({"type": "content_block_delta", "index": index, "delta": delta})
         emit({"type": "content_block_stop", "index": index})
-    emit({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"],
-                                             "stop_sequence": message["stop_sequence"]},
-          "usage": {"output_tokens": message["usage"]["output_tokens"]}})
+    emit(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
+            "usage": {"output_tokens": message["usage"]["output_tokens"]},
+        }
+    )
     emit({"type": "message_stop"})
     return events

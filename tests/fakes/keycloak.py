@@ -83,8 +83,18 @@ ADMIN_ROLE_COMPOSITES = {
     "view-clients": {"query-clients"},
 }
 REALM_ADMIN_ROLES = (
-    "manage-users", "view-users", "query-users", "query-groups", "view-realm", "manage-realm",
-    "view-clients", "query-clients", "query-realms", "manage-clients", "view-events", "manage-events",
+    "manage-users",
+    "view-users",
+    "query-users",
+    "query-groups",
+    "view-realm",
+    "manage-realm",
+    "view-clients",
+    "query-clients",
+    "query-realms",
+    "manage-clients",
+    "view-events",
+    "manage-events",
 )
 # What the fake's backend service account may do (the jan realm export gives it user management).
 BACKEND_ADMIN_ROLES = ("manage-users", "view-users", "query-users", "query-groups", "view-realm")
@@ -106,8 +116,9 @@ class KeycloakError(Exception):
 
 
 def _oauth_error(status: int, error: str, description: str) -> KeycloakError:
-    return KeycloakError(status, {"error": error, "error_description": description},
-                         {"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return KeycloakError(
+        status, {"error": error, "error_description": description}, {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
 
 
 def _b64url(data: bytes) -> str:
@@ -128,16 +139,27 @@ class _Key:
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, realm)])
         now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=3650)).sign(private, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(private.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .sign(private, hashes.SHA256())
+        )
         return cls(_b64url(secrets.token_bytes(32)), private, use, cert.public_bytes(serialization.Encoding.DER))
 
     def jwk(self) -> dict[str, Any]:
         numbers = RSAAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
         return {
-            "kid": self.kid, "kty": "RSA", "alg": "RS256" if self.use == "sig" else "RSA-OAEP", "use": self.use,
-            "n": numbers["n"], "e": numbers["e"],
+            "kid": self.kid,
+            "kty": "RSA",
+            "alg": "RS256" if self.use == "sig" else "RSA-OAEP",
+            "use": self.use,
+            "n": numbers["n"],
+            "e": numbers["e"],
             "x5c": [base64.b64encode(self.cert_der).decode()],
             "x5t": _b64url(hashlib.sha1(self.cert_der).digest()),
             "x5t#S256": _b64url(hashlib.sha256(self.cert_der).digest()),
@@ -197,8 +219,14 @@ class _Realm:
         self.clients[ADMIN_CLI] = _Client(ADMIN_CLI, None)
 
     def add_role(self, name: str, description: str | None = None, composite: bool = False) -> None:
-        rep = {"id": str(uuid.uuid4()), "name": name, "description": description, "composite": composite,
-               "clientRole": False, "containerId": self.id}
+        rep = {
+            "id": str(uuid.uuid4()),
+            "name": name,
+            "description": description,
+            "composite": composite,
+            "clientRole": False,
+            "containerId": self.id,
+        }
         self.roles[name] = {k: v for k, v in rep.items() if v is not None}
 
     @property
@@ -214,12 +242,21 @@ class FakeKeycloak:
     """A Keycloak realm (plus realm ``master`` with its admin) served over HTTP on loopback."""
 
     def __init__(
-        self, *, realm: str = "jan", client_id: str = "jan-client", audience: str = "account",
-        admin_user: str = "admin", admin_password: str = "admin",
-        backend_client_id: str = "backend", backend_client_secret: str = "backend-secret",
-        access_token_ttl: int = 300, refresh_token_ttl: int = 1800,
-        client_secret: str | None = None, revoke_refresh_tokens: bool = True,
-        token_attributes: Iterable[str] = ("guest",), clock: Callable[[], float] = time.time,
+        self,
+        *,
+        realm: str = "jan",
+        client_id: str = "jan-client",
+        audience: str = "account",
+        admin_user: str = "admin",
+        admin_password: str = "admin",
+        backend_client_id: str = "backend",
+        backend_client_secret: str = "backend-secret",
+        access_token_ttl: int = 300,
+        refresh_token_ttl: int = 1800,
+        client_secret: str | None = None,
+        revoke_refresh_tokens: bool = True,
+        token_attributes: Iterable[str] = ("guest",),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``client_secret`` makes ``client_id`` a confidential client (public by default);
         ``clock`` is the time the fake issues and checks tokens with."""
@@ -249,8 +286,15 @@ class FakeKeycloak:
         backend = _Client(backend_client_id, backend_client_secret)
         main.clients[backend_client_id] = backend
         backend.service_account_user_id = self._create_user(
-            main, f"service-account-{backend_client_id}", None, realm_roles=(), attributes=None, enabled=True,
-            client_roles={REALM_MANAGEMENT: list(BACKEND_ADMIN_ROLES)}, service_account_client_id=backend_client_id)
+            main,
+            f"service-account-{backend_client_id}",
+            None,
+            realm_roles=(),
+            attributes=None,
+            enabled=True,
+            client_roles={REALM_MANAGEMENT: list(BACKEND_ADMIN_ROLES)},
+            service_account_client_id=backend_client_id,
+        )
         self.users: dict[str, dict[str, Any]] = main.users  # live state of the realm's users, by id
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -298,19 +342,22 @@ class FakeKeycloak:
         return f"{self.issuer}/protocol/openid-connect/certs"
 
     @property
-    def token_url(self) -> str:
-        return f"{self.issuer}/protocol/openid-connect/token"
-
-    @property
     def current_kid(self) -> str:
         return self._realms[self.realm].current_key.kid
 
     # -- test helpers (direct, not over HTTP) ---------------------------------------------------------
 
     def add_user(
-        self, username: str, password: str | None, *, realm_roles: Iterable[str] = ("user",),
-        attributes: Mapping[str, str | Iterable[str]] | None = None, enabled: bool = True,
-        email: str | None = None, first_name: str | None = None, last_name: str | None = None,
+        self,
+        username: str,
+        password: str | None,
+        *,
+        realm_roles: Iterable[str] = ("user",),
+        attributes: Mapping[str, str | Iterable[str]] | None = None,
+        enabled: bool = True,
+        email: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
         email_verified: bool = False,
     ) -> str:
         """Add a user to the realm (with ``default-roles-<realm>`` besides ``realm_roles``); return its id."""
@@ -320,9 +367,18 @@ class FakeKeycloak:
         unknown = set(realm_roles) - set(main.roles)
         if unknown:
             raise ValueError(f"unknown realm roles {sorted(unknown)}")
-        return self._create_user(main, username, password, realm_roles=realm_roles, attributes=attributes,
-                                 enabled=enabled, email=email, first_name=first_name, last_name=last_name,
-                                 email_verified=email_verified)
+        return self._create_user(
+            main,
+            username,
+            password,
+            realm_roles=realm_roles,
+            attributes=attributes,
+            enabled=enabled,
+            email=email,
+            first_name=first_name,
+            last_name=last_name,
+            email_verified=email_verified,
+        )
 
     def issue_token(self, username: str, **claim_overrides: Any) -> str:
         """An access token for the user as a password grant of ``client_id`` with ``scope=openid`` would
@@ -341,7 +397,11 @@ class FakeKeycloak:
         return self._sign(main, claims)
 
     def sign(
-        self, claims: Mapping[str, Any], *, kid: str | None = None, headers: Mapping[str, Any] | None = None,
+        self,
+        claims: Mapping[str, Any],
+        *,
+        kid: str | None = None,
+        headers: Mapping[str, Any] | None = None,
     ) -> str:
         """RS256-sign arbitrary claims with the realm key ``kid`` (default: the current key). An unknown
         ``kid`` is put in the header while signing with the current key; ``headers`` are merged in last."""
@@ -383,8 +443,9 @@ class FakeKeycloak:
         if name == MASTER:
             r.add_role("admin", "${role_admin}", True)
             r.add_role("create-realm", "${role_create-realm}")
-            self._create_user(r, self.admin_user, self.admin_password, realm_roles=("admin", "create-realm"),
-                              attributes=None, enabled=True)
+            self._create_user(
+                r, self.admin_user, self.admin_password, realm_roles=("admin", "create-realm"), attributes=None, enabled=True
+            )
         return r
 
     def _get_realm(self, name: str) -> _Realm:
@@ -396,21 +457,39 @@ class FakeKeycloak:
         return self._realms[name]
 
     def _create_user(
-        self, realm: _Realm, username: str, password: str | None, *, realm_roles: Iterable[str],
-        attributes: Mapping[str, Any] | None, enabled: bool, email: str | None = None,
-        first_name: str | None = None, last_name: str | None = None, email_verified: bool = False,
-        required_actions: Iterable[str] = (), client_roles: Mapping[str, list[str]] | None = None,
+        self,
+        realm: _Realm,
+        username: str,
+        password: str | None,
+        *,
+        realm_roles: Iterable[str],
+        attributes: Mapping[str, Any] | None,
+        enabled: bool,
+        email: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        email_verified: bool = False,
+        required_actions: Iterable[str] = (),
+        client_roles: Mapping[str, list[str]] | None = None,
         service_account_client_id: str | None = None,
     ) -> str:
         user_id = str(uuid.uuid4())
         roles = [f"default-roles-{realm.name}"] + [r for r in realm_roles if r != f"default-roles-{realm.name}"]
         realm.users[user_id] = {
-            "id": user_id, "username": username.lower(), "email": email.lower() if email else None,
-            "first_name": first_name, "last_name": last_name, "email_verified": email_verified,
-            "enabled": enabled, "attributes": _attribute_lists(attributes or {}), "realm_roles": roles,
+            "id": user_id,
+            "username": username.lower(),
+            "email": email.lower() if email else None,
+            "first_name": first_name,
+            "last_name": last_name,
+            "email_verified": email_verified,
+            "enabled": enabled,
+            "attributes": _attribute_lists(attributes or {}),
+            "realm_roles": roles,
             "client_roles": {k: list(v) for k, v in (client_roles or {}).items()},
-            "password": password, "required_actions": list(required_actions),
-            "created_timestamp": int(self._clock() * 1000), "service_account_client_id": service_account_client_id,
+            "password": password,
+            "required_actions": list(required_actions),
+            "created_timestamp": int(self._clock() * 1000),
+            "service_account_client_id": service_account_client_id,
         }
         return user_id
 
@@ -437,37 +516,47 @@ class FakeKeycloak:
         return f"{self.base_url}/realms/{realm}"
 
     def _sign(self, realm: _Realm, claims: Mapping[str, Any]) -> str:
-        return jwt.encode(dict(claims), realm.current_key.private, algorithm="RS256",
-                          headers={"kid": realm.current_key.kid})
+        return jwt.encode(dict(claims), realm.current_key.private, algorithm="RS256", headers={"kid": realm.current_key.kid})
 
     def _open_session(self, realm: _Realm, user: Mapping[str, Any], client: _Client, scope: str) -> _Session:
         session = _Session(str(uuid.uuid4()), realm.name, user["id"], client.client_id, scope, next(self._seq))
         realm.sessions[session.id] = session
         return session
 
-    def _access_claims(self, realm: _Realm, user: Mapping[str, Any], client: _Client, session: _Session | None,
-                       scope: str) -> dict[str, Any]:
+    def _access_claims(
+        self, realm: _Realm, user: Mapping[str, Any], client: _Client, session: _Session | None, scope: str
+    ) -> dict[str, Any]:
         now = int(self._clock())
         resource_access = self._resource_access(realm, user)
         audience = self.audience if realm.name == self.realm else ACCOUNT
         aud = [audience] + [c for c in resource_access if c not in (ACCOUNT, client.client_id, audience)]
         claims: dict[str, Any] = {
-            "exp": now + self.access_token_ttl, "iat": now, "jti": str(uuid.uuid4()),
-            "iss": self._issuer(realm.name), "aud": aud[0] if len(aud) == 1 else aud, "sub": user["id"],
-            "typ": "Bearer", "azp": client.client_id,
+            "exp": now + self.access_token_ttl,
+            "iat": now,
+            "jti": str(uuid.uuid4()),
+            "iss": self._issuer(realm.name),
+            "aud": aud[0] if len(aud) == 1 else aud,
+            "sub": user["id"],
+            "typ": "Bearer",
+            "azp": client.client_id,
         }
         if session is not None:
             claims["session_state"] = session.id
-        claims.update({
-            "acr": "1", "realm_access": {"roles": self._effective_realm_roles(realm, user)},
-            "resource_access": resource_access, "scope": scope,
-        })
+        claims.update(
+            {
+                "acr": "1",
+                "realm_access": {"roles": self._effective_realm_roles(realm, user)},
+                "resource_access": resource_access,
+                "scope": scope,
+            }
+        )
         if session is not None:
             claims["sid"] = session.id
         claims.update(self._profile_claims(user))
         if user["service_account_client_id"]:
-            claims.update({"clientHost": "127.0.0.1", "client_id": user["service_account_client_id"],
-                           "clientAddress": "127.0.0.1"})
+            claims.update(
+                {"clientHost": "127.0.0.1", "client_id": user["service_account_client_id"], "clientAddress": "127.0.0.1"}
+            )
         return claims
 
     def _profile_claims(self, user: Mapping[str, Any]) -> dict[str, Any]:
@@ -488,8 +577,9 @@ class FakeKeycloak:
                 claims[name] = values[0]
         return claims
 
-    def _token_response(self, realm: _Realm, user: Mapping[str, Any], client: _Client, session: _Session | None,
-                        scope: str) -> dict[str, Any]:
+    def _token_response(
+        self, realm: _Realm, user: Mapping[str, Any], client: _Client, session: _Session | None, scope: str
+    ) -> dict[str, Any]:
         access = self._sign(realm, self._access_claims(realm, user, client, session, scope))
         body: dict[str, Any] = {"access_token": access, "expires_in": self.access_token_ttl}
         if session is None:
@@ -511,20 +601,36 @@ class FakeKeycloak:
         jti = str(uuid.uuid4())
         self._refresh_seq[jti] = session.timestamp
         claims = {
-            "exp": now + self.refresh_token_ttl, "iat": now, "jti": jti, "iss": self._issuer(realm.name),
-            "aud": self._issuer(realm.name), "sub": user["id"], "typ": "Refresh", "azp": client.client_id,
-            "session_state": session.id, "scope": session.scope, "sid": session.id,
+            "exp": now + self.refresh_token_ttl,
+            "iat": now,
+            "jti": jti,
+            "iss": self._issuer(realm.name),
+            "aud": self._issuer(realm.name),
+            "sub": user["id"],
+            "typ": "Refresh",
+            "azp": client.client_id,
+            "session_state": session.id,
+            "scope": session.scope,
+            "sid": session.id,
         }
         return jwt.encode(claims, realm.hmac_secret, algorithm="HS512", headers={"kid": realm.hmac_kid})
 
-    def _id_token(self, realm: _Realm, user: Mapping[str, Any], client: _Client, session: _Session | None,
-                  access_token: str) -> str:
+    def _id_token(
+        self, realm: _Realm, user: Mapping[str, Any], client: _Client, session: _Session | None, access_token: str
+    ) -> str:
         now = int(self._clock())
         digest = hashlib.sha256(access_token.encode()).digest()
         claims: dict[str, Any] = {
-            "exp": now + self.access_token_ttl, "iat": now, "jti": str(uuid.uuid4()),
-            "iss": self._issuer(realm.name), "aud": client.client_id, "sub": user["id"], "typ": "ID",
-            "azp": client.client_id, "at_hash": _b64url(digest[:16]), "acr": "1",
+            "exp": now + self.access_token_ttl,
+            "iat": now,
+            "jti": str(uuid.uuid4()),
+            "iss": self._issuer(realm.name),
+            "aud": client.client_id,
+            "sub": user["id"],
+            "typ": "ID",
+            "azp": client.client_id,
+            "at_hash": _b64url(digest[:16]),
+            "acr": "1",
         }
         if session is not None:
             claims["session_state"] = session.id
@@ -535,8 +641,12 @@ class FakeKeycloak:
     def _decode_refresh(self, realm: _Realm, client: _Client, token: str, *, check_expiry: bool) -> dict[str, Any]:
         """The claims of a refresh token of this realm, or the invalid_grant Keycloak answers with."""
         try:
-            claims = jwt.decode(token, realm.hmac_secret, algorithms=["HS512"], options={
-                "verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False})
+            claims = jwt.decode(
+                token,
+                realm.hmac_secret,
+                algorithms=["HS512"],
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False},
+            )
         except jwt.PyJWTError:
             raise _oauth_error(400, "invalid_grant", "Invalid refresh token") from None
         if claims.get("typ") not in ("Refresh", "Offline"):
@@ -544,8 +654,7 @@ class FakeKeycloak:
         if check_expiry and int(claims.get("exp", 0)) <= int(self._clock()):
             raise _oauth_error(400, "invalid_grant", "Token is not active")
         if claims.get("azp") != client.client_id:
-            raise _oauth_error(400, "invalid_grant",
-                               "Invalid refresh token. Token client and authorized client don't match")
+            raise _oauth_error(400, "invalid_grant", "Invalid refresh token. Token client and authorized client don't match")
         return claims
 
     # -- HTTP: plumbing ----------------------------------------------------------------------------------
@@ -558,9 +667,13 @@ class FakeKeycloak:
         except KeycloakError as e:
             return web.json_response(e.body, status=e.status, headers=e.headers)
         except web.HTTPNotFound:
-            return web.json_response({"error": "Unable to find matching target resource method",
-                                      "error_description": "For more on this error consult the server log."},
-                                     status=404)
+            return web.json_response(
+                {
+                    "error": "Unable to find matching target resource method",
+                    "error_description": "For more on this error consult the server log.",
+                },
+                status=404,
+            )
         except web.HTTPMethodNotAllowed:
             return web.json_response({"error": "HTTP 405 Method Not Allowed"}, status=405)
 
@@ -612,25 +725,44 @@ class FakeKeycloak:
         name = self._get_realm(request.match_info["realm"]).name
         issuer = self._issuer(name)
         oidc = f"{issuer}/protocol/openid-connect"
-        return web.json_response({
-            "issuer": issuer,
-            "authorization_endpoint": f"{oidc}/auth",
-            "token_endpoint": f"{oidc}/token",
-            "introspection_endpoint": f"{oidc}/token/introspect",
-            "userinfo_endpoint": f"{oidc}/userinfo",
-            "end_session_endpoint": f"{oidc}/logout",
-            "jwks_uri": f"{oidc}/certs",
-            "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "password",
-                                      "client_credentials"],
-            "response_types_supported": ["code", "none", "id_token", "token", "id_token token", "code id_token",
-                                         "code token", "code id_token token"],
-            "subject_types_supported": ["public", "pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "scopes_supported": ["openid", *DEFAULT_SCOPES, *OPTIONAL_SCOPES, *sorted(SILENT_SCOPES)],
-            "claims_supported": ["aud", "sub", "iss", "auth_time", "name", "given_name", "family_name",
-                                 "preferred_username", "email", "acr"],
-        })
+        return web.json_response(
+            {
+                "issuer": issuer,
+                "authorization_endpoint": f"{oidc}/auth",
+                "token_endpoint": f"{oidc}/token",
+                "introspection_endpoint": f"{oidc}/token/introspect",
+                "userinfo_endpoint": f"{oidc}/userinfo",
+                "end_session_endpoint": f"{oidc}/logout",
+                "jwks_uri": f"{oidc}/certs",
+                "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "password", "client_credentials"],
+                "response_types_supported": [
+                    "code",
+                    "none",
+                    "id_token",
+                    "token",
+                    "id_token token",
+                    "code id_token",
+                    "code token",
+                    "code id_token token",
+                ],
+                "subject_types_supported": ["public", "pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "scopes_supported": ["openid", *DEFAULT_SCOPES, *OPTIONAL_SCOPES, *sorted(SILENT_SCOPES)],
+                "claims_supported": [
+                    "aud",
+                    "sub",
+                    "iss",
+                    "auth_time",
+                    "name",
+                    "given_name",
+                    "family_name",
+                    "preferred_username",
+                    "email",
+                    "acr",
+                ],
+            }
+        )
 
     async def _certs(self, request: web.Request) -> web.Response:
         return web.json_response(self.jwks(request.match_info["realm"]))
@@ -665,8 +797,11 @@ class FakeKeycloak:
         if not user["enabled"]:
             raise _oauth_error(400, "invalid_grant", "Account disabled")
         password = form.get("password")
-        if password is None or user["password"] is None or not secrets.compare_digest(
-                password.encode(), user["password"].encode()):
+        if (
+            password is None
+            or user["password"] is None
+            or not secrets.compare_digest(password.encode(), user["password"].encode())
+        ):
             raise _oauth_error(401, "invalid_grant", "Invalid user credentials")
         if user["required_actions"]:
             raise _oauth_error(400, "invalid_grant", "Account is not fully set up")
@@ -726,8 +861,9 @@ class FakeKeycloak:
         form = await self._form(request) if request.method == "POST" else {}
         if request.method not in ("GET", "POST") or "refresh_token" not in form:
             # RP-initiated (browser) logout: without id_token_hint Keycloak asks the user to confirm.
-            return web.Response(text="<html><body><h1>Logging out</h1><p>Do you want to log out?</p></body></html>",
-                                content_type="text/html")
+            return web.Response(
+                text="<html><body><h1>Logging out</h1><p>Do you want to log out?</p></body></html>", content_type="text/html"
+            )
         client = self._authenticate_client(realm, request, form)
         claims = self._decode_refresh(realm, client, form["refresh_token"], check_expiry=False)
         session = realm.sessions.get(claims.get("session_state", ""))
@@ -758,8 +894,12 @@ class FakeKeycloak:
         if key is None:
             raise KeycloakError(401, UNAUTHORIZED)
         try:
-            claims = jwt.decode(token, key.private.public_key(), algorithms=["RS256"], options={
-                "verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False})
+            claims = jwt.decode(
+                token,
+                key.private.public_key(),
+                algorithms=["RS256"],
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False},
+            )
         except jwt.PyJWTError:
             raise KeycloakError(401, UNAUTHORIZED) from None
         if claims.get("typ") != "Bearer" or int(claims.get("exp", 0)) <= int(self._clock()):
@@ -816,12 +956,17 @@ class FakeKeycloak:
         rep["emailVerified"] = user["email_verified"]
         if user["attributes"]:
             rep["attributes"] = {k: list(v) for k, v in user["attributes"].items()}
-        rep.update({
-            "createdTimestamp": user["created_timestamp"], "enabled": user["enabled"], "totp": False,
-            "disableableCredentialTypes": [], "requiredActions": list(user["required_actions"]), "notBefore": 0,
-            "access": {"manageGroupMembership": True, "view": True, "mapRoles": True, "impersonate": False,
-                       "manage": True},
-        })
+        rep.update(
+            {
+                "createdTimestamp": user["created_timestamp"],
+                "enabled": user["enabled"],
+                "totp": False,
+                "disableableCredentialTypes": [],
+                "requiredActions": list(user["required_actions"]),
+                "notBefore": 0,
+                "access": {"manageGroupMembership": True, "view": True, "mapRoles": True, "impersonate": False, "manage": True},
+            }
+        )
         if user["service_account_client_id"]:
             rep["serviceAccountClientId"] = user["service_account_client_id"]
         return rep
@@ -831,11 +976,9 @@ class FakeKeycloak:
         """User profile validation and uniqueness, answered as Keycloak does."""
         email = rep.get("email")
         if email is not None and email != "" and ("@" not in str(email) or str(email).startswith("@")):
-            raise KeycloakError(400, {"field": "email", "errorMessage": "error-invalid-email",
-                                      "params": ["email", email]})
+            raise KeycloakError(400, {"field": "email", "errorMessage": "error-invalid-email", "params": ["email", email]})
         if email:
-            clash = next((u for u in realm.users.values()
-                          if u["email"] == str(email).lower() and u["id"] != user_id), None)
+            clash = next((u for u in realm.users.values() if u["email"] == str(email).lower() and u["id"] != user_id), None)
             if clash is not None:
                 raise KeycloakError(409, {"errorMessage": "User exists with same email"})
 
@@ -851,13 +994,23 @@ class FakeKeycloak:
                 return False
             return value == wanted.lower() if exact else wanted.lower() in value
 
-        found = [u for u in realm.users.values() if not u["service_account_client_id"]
-                 and matches(u["username"], q.get("username")) and matches(u["email"], q.get("email"))
-                 and (q.get("search") is None or any(q["search"].lower().strip("*") in (v or "").lower() for v in (
-                     u["username"], u["email"], u["first_name"], u["last_name"])))]
+        found = [
+            u
+            for u in realm.users.values()
+            if not u["service_account_client_id"]
+            and matches(u["username"], q.get("username"))
+            and matches(u["email"], q.get("email"))
+            and (
+                q.get("search") is None
+                or any(
+                    q["search"].lower().strip("*") in (v or "").lower()
+                    for v in (u["username"], u["email"], u["first_name"], u["last_name"])
+                )
+            )
+        ]
         found.sort(key=lambda u: u["username"])
         first, limit = int(q.get("first", 0)), int(q.get("max", 100))
-        return web.json_response([self._user_rep(u) for u in found[first:first + limit]])
+        return web.json_response([self._user_rep(u) for u in found[first : first + limit]])
 
     async def _admin_create_user(self, request: web.Request) -> web.Response:
         realm = self._admin(request, "manage-users")
@@ -866,17 +1019,26 @@ class FakeKeycloak:
             raise KeycloakError(400, {"error": "HTTP 400 Bad Request"})
         username = rep.get("username")
         if not username:
-            raise KeycloakError(400, {"field": "username", "errorMessage": "error-user-attribute-required",
-                                      "params": ["username"]})
+            raise KeycloakError(
+                400, {"field": "username", "errorMessage": "error-user-attribute-required", "params": ["username"]}
+            )
         if realm.user_by_username(str(username)) is not None:
             raise KeycloakError(409, {"errorMessage": "User exists with same username"})
         self._check_profile(realm, rep, None)
         realm_roles = [r for r in rep.get("realmRoles") or [] if r in realm.roles]
         user_id = self._create_user(
-            realm, str(username), None, realm_roles=realm_roles, attributes=rep.get("attributes"),
-            enabled=bool(rep.get("enabled", False)), email=rep.get("email") or None,
-            first_name=rep.get("firstName") or None, last_name=rep.get("lastName") or None,
-            email_verified=bool(rep.get("emailVerified", False)), required_actions=rep.get("requiredActions") or ())
+            realm,
+            str(username),
+            None,
+            realm_roles=realm_roles,
+            attributes=rep.get("attributes"),
+            enabled=bool(rep.get("enabled", False)),
+            email=rep.get("email") or None,
+            first_name=rep.get("firstName") or None,
+            last_name=rep.get("lastName") or None,
+            email_verified=bool(rep.get("emailVerified", False)),
+            required_actions=rep.get("requiredActions") or (),
+        )
         for credential in rep.get("credentials") or []:
             if credential.get("type", "password") == "password" and credential.get("value"):
                 realm.users[user_id]["password"] = credential["value"]
@@ -899,8 +1061,9 @@ class FakeKeycloak:
             raise KeycloakError(400, {"error": "HTTP 400 Bad Request"})
         username = rep.get("username")
         if username is not None and str(username).lower() != user["username"]:
-            raise KeycloakError(400, {"field": "username", "errorMessage": "error-user-attribute-read-only",
-                                      "params": ["username"]})
+            raise KeycloakError(
+                400, {"field": "username", "errorMessage": "error-user-attribute-read-only", "params": ["username"]}
+            )
         self._check_profile(realm, rep, user["id"])
         replace = rep.get("attributes") is not None
         for key, field_name in (("email", "email"), ("first_name", "firstName"), ("last_name", "lastName")):
@@ -977,13 +1140,11 @@ class FakeKeycloak:
         return web.Response(status=204)
 
     async def _admin_list_roles(self, request: web.Request) -> web.Response:
-        realm = self._admin(request, "view-realm", "manage-realm", "query-users", "query-groups", "query-clients",
-                            "query-realms")
+        realm = self._admin(request, "view-realm", "manage-realm", "query-users", "query-groups", "query-clients", "query-realms")
         return web.json_response(list(realm.roles.values()))
 
     async def _admin_get_role(self, request: web.Request) -> web.Response:
-        realm = self._admin(request, "view-realm", "manage-realm", "query-users", "query-groups", "query-clients",
-                            "query-realms")
+        realm = self._admin(request, "view-realm", "manage-realm", "query-users", "query-groups", "query-clients", "query-realms")
         role = realm.roles.get(request.match_info["role"])
         if role is None:
             raise KeycloakError(404, {"error": "Could not find role"})

@@ -100,13 +100,16 @@ from tests.fakes.loopback import listen, recorded
 
 PLACEHOLDER = re.compile(r"data:(image/[a-z0-9.+-]+);(?:base64,)?(jan_[A-Za-z0-9]+)")
 GENERIC_ERROR = {"code": "", "error": "failed to resolve media payload", "message": "failed to resolve media payload"}
-INVALID_BODY = {"code": "2b3c4d5e-6f7a-8b9c-0d1e-2f3a4b5c6d7e", "error": "invalid request body",
-                "message": "invalid request body"}
-NOT_FOUND = {"code": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "error": "media object not found",
-             "message": "media object not found"}
-# A database failure of the lookup (the repository's DATABASE_ERROR, a 500): for fail(500, DATABASE_ERROR).
-DATABASE_ERROR = {"code": "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a", "error": "failed to get media by id",
-                  "message": "failed to get media by id"}
+INVALID_BODY = {
+    "code": "2b3c4d5e-6f7a-8b9c-0d1e-2f3a4b5c6d7e",
+    "error": "invalid request body",
+    "message": "invalid request body",
+}
+NOT_FOUND = {
+    "code": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+    "error": "media object not found",
+    "message": "media object not found",
+}
 MISSING_TOKEN = {"error": "missing bearer token"}
 INVALID_TOKEN = {"error": "invalid token"}
 KONG_BODIES = {
@@ -191,8 +194,7 @@ def payload_text(raw: bytes) -> str:
     except ValueError as error:
         raise _Unbindable(str(error)) from None
     if payload is None:
-        raise _Unbindable("Key: 'resolveRequest.Payload' Error:Field validation for 'Payload' failed on the "
-                          "'required' tag")
+        raise _Unbindable("Key: 'resolveRequest.Payload' Error:Field validation for 'Payload' failed on the 'required' tag")
     return payload
 
 
@@ -212,8 +214,7 @@ def go_compact(text: str) -> str:
             continue
         elif char == '"':
             in_string = True
-        out.append({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
-                    "\u2029": "\\u2029"}.get(char, char))
+        out.append({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}.get(char, char))
     return "".join(out)
 
 
@@ -389,8 +390,11 @@ class FakeMediaApi:
             return _s3_error("AccessDenied", "Access Denied")
         issued = self._signatures.get(signature)
         if issued is None or issued[0] != media_id:
-            return _s3_error("SignatureDoesNotMatch", "The request signature we calculated does not match the "
-                             "signature you provided. Check your key and signing method.")
+            return _s3_error(
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the "
+                "signature you provided. Check your key and signing method.",
+            )
         if time.monotonic() > issued[1]:
             return _s3_error("AccessDenied", "Request has expired")
         media = self.media.get(media_id)
@@ -404,6 +408,8 @@ def _json(status: int, body: Any) -> web.Response:
 
 
 def _s3_error(code: str, message: str, *, status: int = 403) -> web.Response:
-    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
-            f"<RequestId>{secrets.token_hex(8).upper()}</RequestId></Error>")
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+        f"<RequestId>{secrets.token_hex(8).upper()}</RequestId></Error>"
+    )
     return web.Response(status=status, body=body.encode(), headers={"Content-Type": "application/xml"})

@@ -86,7 +86,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
@@ -103,7 +103,7 @@ EPISODIC_WINDOW = timedelta(weeks=2)  # SearchEpisodicEvents: time > NOW() - INT
 LOAD = "load"
 OBSERVE = "observe"
 _ENDPOINTS = (LOAD, OBSERVE)
-_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 _UNSET: Any = object()
 
@@ -114,8 +114,7 @@ _UNSET: Any = object()
 def go_json(obj: Any) -> bytes:
     """JSON as Go's ``json.Encoder`` writes it: compact, HTML characters escaped, a final newline."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(char, escaped)
     return text.encode() + b"\n"
 
@@ -133,7 +132,7 @@ def go_float32(value: float) -> float | int:
 
 def go_time(moment: datetime) -> str:
     """RFC 3339 in UTC as Go writes a ``time.Time`` read from PostgreSQL (microseconds, trailing zeros trimmed)."""
-    text = moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
+    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
     return text + "Z"
 
 
@@ -180,15 +179,36 @@ def _plain(value: Any) -> Any:
 
 # Request structs of memory-tools (domain/memory/models.go): field name -> Go type.
 _STRING, _INT, _FLOAT32, _BOOL, _TIME, _ANY_OBJECT = "string", "int", "float32", "bool", "time", "object"
-_LOAD_OPTIONS = {"augment_with_memory": _BOOL, "max_user_items": _INT, "max_project_items": _INT,
-                 "max_episodic_items": _INT, "min_similarity": _FLOAT32}
-_LOAD_REQUEST = {"user_id": _STRING, "project_id": _STRING, "conversation_id": _STRING, "query": _STRING,
-                 "options": _LOAD_OPTIONS}
-_CONVERSATION_ITEM = {"id": _STRING, "conversation_id": _STRING, "role": _STRING, "content": _STRING,
-                      "tool_calls": _STRING, "created_at": _TIME}
+_LOAD_OPTIONS = {
+    "augment_with_memory": _BOOL,
+    "max_user_items": _INT,
+    "max_project_items": _INT,
+    "max_episodic_items": _INT,
+    "min_similarity": _FLOAT32,
+}
+_LOAD_REQUEST = {
+    "user_id": _STRING,
+    "project_id": _STRING,
+    "conversation_id": _STRING,
+    "query": _STRING,
+    "options": _LOAD_OPTIONS,
+}
+_CONVERSATION_ITEM = {
+    "id": _STRING,
+    "conversation_id": _STRING,
+    "role": _STRING,
+    "content": _STRING,
+    "tool_calls": _STRING,
+    "created_at": _TIME,
+}
 _TOOL_CALL = {"name": _STRING, "arguments": _ANY_OBJECT, "result": _STRING}
-_OBSERVE_REQUEST = {"user_id": _STRING, "project_id": _STRING, "conversation_id": _STRING,
-                    "messages": [_CONVERSATION_ITEM], "tool_calls": [_TOOL_CALL]}
+_OBSERVE_REQUEST = {
+    "user_id": _STRING,
+    "project_id": _STRING,
+    "conversation_id": _STRING,
+    "messages": [_CONVERSATION_ITEM],
+    "tool_calls": [_TOOL_CALL],
+}
 
 
 def _check(value: Any, go_type: Any) -> None:
@@ -343,9 +363,12 @@ class FakeMemory:
     # -- scripting -------------------------------------------------------------------------------------------------
 
     def remember(
-        self, *, core: Iterable[str | Mapping[str, Any]] = (),
+        self,
+        *,
+        core: Iterable[str | Mapping[str, Any]] = (),
         semantic: Iterable[tuple[str, str] | Mapping[str, Any]] = (),
-        episodic: Iterable[str | Mapping[str, Any]] = (), similarity: float = DEFAULT_SIMILARITY,
+        episodic: Iterable[str | Mapping[str, Any]] = (),
+        similarity: float = DEFAULT_SIMILARITY,
     ) -> None:
         """Replace the stored memory (what every load searches).
 
@@ -357,34 +380,57 @@ class FakeMemory:
         ``id``. ``similarity`` is that of every item that does not give its own. Items are stored newest
         first in the order given (what the fallback orders by when scores tie).
         """
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.core = []
         for index, item in enumerate(core):
             spec = {"text": item} if isinstance(item, str) else dict(item)
             moment = now - timedelta(milliseconds=index)
-            self.core.append(_UserItem(
-                id=str(spec.get("id") or uuid.uuid4()), scope=spec.get("scope", "core"), key=spec.get("key", ""),
-                text=spec["text"], score=int(spec.get("score", 3)), similarity=spec.get("similarity", similarity),
-                created_at=moment, updated_at=moment))
+            self.core.append(
+                _UserItem(
+                    id=str(spec.get("id") or uuid.uuid4()),
+                    scope=spec.get("scope", "core"),
+                    key=spec.get("key", ""),
+                    text=spec["text"],
+                    score=int(spec.get("score", 3)),
+                    similarity=spec.get("similarity", similarity),
+                    created_at=moment,
+                    updated_at=moment,
+                )
+            )
         self.semantic = []
         for index, item in enumerate(semantic):
-            spec = dict(zip(("title", "text"), item)) if isinstance(item, tuple) else dict(item)
+            spec = dict(zip(("title", "text"), item, strict=False)) if isinstance(item, tuple) else dict(item)
             moment = now - timedelta(milliseconds=index)
-            self.semantic.append(_Fact(
-                id=str(spec.get("id") or uuid.uuid4()), kind=spec.get("kind", "context"), title=spec.get("title", ""),
-                text=spec["text"], confidence=spec.get("confidence", 0.8), similarity=spec.get("similarity", similarity),
-                source_conversation_id=spec.get("source_conversation_id", ""), created_at=moment, updated_at=moment))
+            self.semantic.append(
+                _Fact(
+                    id=str(spec.get("id") or uuid.uuid4()),
+                    kind=spec.get("kind", "context"),
+                    title=spec.get("title", ""),
+                    text=spec["text"],
+                    confidence=spec.get("confidence", 0.8),
+                    similarity=spec.get("similarity", similarity),
+                    source_conversation_id=spec.get("source_conversation_id", ""),
+                    created_at=moment,
+                    updated_at=moment,
+                )
+            )
         self.episodic = []
         for index, item in enumerate(episodic):
             spec = {"text": item} if isinstance(item, str) else dict(item)
             moment = spec.get("time") or now - timedelta(seconds=index)
-            self.episodic.append(_Event(
-                id=str(spec.get("id") or uuid.uuid4()), conversation_id=spec.get("conversation_id", ""), time=moment,
-                text=spec["text"], kind=spec.get("kind", "interaction"), similarity=spec.get("similarity", similarity),
-                created_at=moment))
+            self.episodic.append(
+                _Event(
+                    id=str(spec.get("id") or uuid.uuid4()),
+                    conversation_id=spec.get("conversation_id", ""),
+                    time=moment,
+                    text=spec["text"],
+                    kind=spec.get("kind", "interaction"),
+                    similarity=spec.get("similarity", similarity),
+                    created_at=moment,
+                )
+            )
 
-    def fail(self, status: int, body: Any = None, *, headers: Mapping[str, str] | None = None,
-             on: str = LOAD) -> None:
+    def fail(self, status: int, body: Any = None, *, headers: Mapping[str, str] | None = None, on: str = LOAD) -> None:
         """The next ``on`` call ("load" or "observe") answers ``status`` with ``body`` (a dict or list is sent
         as JSON, a str as text/plain, bytes as they are); without one, memory-tools' own body for it."""
         self._queue(on).append(_Fail(status, body, dict(headers) if headers is not None else None))
@@ -401,6 +447,7 @@ class FakeMemory:
     async def wait_observed(self, count: int = 1, timeout: float = 2.0) -> list[dict[str, Any]]:
         """Wait until ``count`` observe calls arrived (raise asyncio.TimeoutError after ``timeout`` s);
         return ``observed``."""
+
         async def arrived() -> None:
             while len(self.observed) < count:
                 self._observed_changed.clear()
@@ -487,8 +534,7 @@ class FakeMemory:
         headers.setdefault("Content-Type", "application/json")
         return web.Response(status=fault.status, body=go_json(body), headers=headers)
 
-    def _default_failure(self, request: web.Request, status: int, endpoint: str,
-                         headers: dict[str, str]) -> web.Response:
+    def _default_failure(self, request: web.Request, status: int, endpoint: str, headers: dict[str, str]) -> web.Response:
         if status == 504:  # TimeoutMiddleware
             response = _text(504, "Request timeout")
         elif status == 401:  # AuthMiddleware
@@ -497,7 +543,8 @@ class FakeMemory:
             response = _text(404, "404 page not found")
         else:
             message = {
-                400: "invalid request body", 405: "method not allowed",
+                400: "invalid request body",
+                405: "method not allowed",
                 500: "failed to load memories" if endpoint == LOAD else "failed to observe memories",
             }.get(status) or HTTPStatus(status).phrase.lower()
             response = self._error(request, status, message)
@@ -530,46 +577,76 @@ class FakeMemory:
         max_episodic = _field(options, "max_episodic_items", 0) or DEFAULT_MAX_ITEMS
         min_similarity = go_float32(_field(options, "min_similarity", 0)) or DEFAULT_MIN_SIMILARITY
         project_id = _field(body, "project_id", "")
-        return self._json(request, 200, {
-            "core_memory": self._core(user_id, max_user, min_similarity),
-            "episodic_memory": self._episodes(user_id, project_id, max_episodic, min_similarity),
-            "semantic_memory": self._facts(project_id, max_project, min_similarity) if project_id else [],
-        })
+        return self._json(
+            request,
+            200,
+            {
+                "core_memory": self._core(user_id, max_user, min_similarity),
+                "episodic_memory": self._episodes(user_id, project_id, max_episodic, min_similarity),
+                "semantic_memory": self._facts(project_id, max_project, min_similarity) if project_id else [],
+            },
+        )
 
     def _core(self, user_id: str, limit: int, min_similarity: float) -> list[dict[str, Any]]:
-        found = [(item, go_float32(item.similarity)) for item in self.core
-                 if item.score >= MIN_USER_SCORE and go_float32(item.similarity) >= min_similarity]
+        found = [
+            (item, go_float32(item.similarity))
+            for item in self.core
+            if item.score >= MIN_USER_SCORE and go_float32(item.similarity) >= min_similarity
+        ]
         found.sort(key=lambda pair: -pair[1])
         found = _limit(found, limit)
         if not found:  # Service.Load: nothing similar enough, so all of the user's memory
             everything = sorted(self.core, key=lambda item: (-item.score, -item.updated_at.timestamp()))
             found = [(item, None) for item in (everything[:limit] if limit > 0 else everything)]
-        return [{
-            "id": item.id, "user_id": user_id, "scope": item.scope, "key": item.key, "text": item.text,
-            "score": item.score, "created_at": go_time(item.created_at), "updated_at": go_time(item.updated_at),
-            "similarity": 1 if similarity is None else similarity,
-        } for item, similarity in found]
+        return [
+            {
+                "id": item.id,
+                "user_id": user_id,
+                "scope": item.scope,
+                "key": item.key,
+                "text": item.text,
+                "score": item.score,
+                "created_at": go_time(item.created_at),
+                "updated_at": go_time(item.updated_at),
+                "similarity": 1 if similarity is None else similarity,
+            }
+            for item, similarity in found
+        ]
 
     def _facts(self, project_id: str, limit: int, min_similarity: float) -> list[dict[str, Any]]:
-        found = [(fact, go_float32(fact.similarity)) for fact in self.semantic
-                 if go_float32(fact.confidence) >= go_float32(MIN_FACT_CONFIDENCE)
-                 and go_float32(fact.similarity) >= min_similarity]
+        found = [
+            (fact, go_float32(fact.similarity))
+            for fact in self.semantic
+            if go_float32(fact.confidence) >= go_float32(MIN_FACT_CONFIDENCE) and go_float32(fact.similarity) >= min_similarity
+        ]
         found.sort(key=lambda pair: -pair[1])
         found = _limit(found, limit)
         if not found:  # all of the project's facts
             everything = sorted(self.semantic, key=lambda fact: (-fact.confidence, -fact.updated_at.timestamp()))
             found = [(fact, None) for fact in (everything[:limit] if limit > 0 else everything)]
-        return [{
-            "id": fact.id, "project_id": project_id, "kind": fact.kind, "title": fact.title, "text": fact.text,
-            "confidence": go_float32(fact.confidence), "source_conversation_id": fact.source_conversation_id,
-            "created_at": go_time(fact.created_at), "updated_at": go_time(fact.updated_at),
-            "similarity": go_float32(fact.confidence) if similarity is None else similarity,
-        } for fact, similarity in found]
+        return [
+            {
+                "id": fact.id,
+                "project_id": project_id,
+                "kind": fact.kind,
+                "title": fact.title,
+                "text": fact.text,
+                "confidence": go_float32(fact.confidence),
+                "source_conversation_id": fact.source_conversation_id,
+                "created_at": go_time(fact.created_at),
+                "updated_at": go_time(fact.updated_at),
+                "similarity": go_float32(fact.confidence) if similarity is None else similarity,
+            }
+            for fact, similarity in found
+        ]
 
     def _episodes(self, user_id: str, project_id: str, limit: int, min_similarity: float) -> list[dict[str, Any]]:
-        recent = datetime.now(timezone.utc) - EPISODIC_WINDOW
-        found = [(event, go_float32(event.similarity)) for event in self.episodic
-                 if event.time > recent and go_float32(event.similarity) >= min_similarity]
+        recent = datetime.now(UTC) - EPISODIC_WINDOW
+        found = [
+            (event, go_float32(event.similarity))
+            for event in self.episodic
+            if event.time > recent and go_float32(event.similarity) >= min_similarity
+        ]
         found.sort(key=lambda pair: -pair[1])
         found = _limit(found, limit)
         if not found:  # the user's most recent events
@@ -580,9 +657,16 @@ class FakeMemory:
             item: dict[str, Any] = {"id": event.id, "user_id": user_id}
             if project_id:
                 item["project_id"] = project_id
-            item.update({"conversation_id": event.conversation_id, "time": go_time(event.time), "text": event.text,
-                         "kind": event.kind, "created_at": go_time(event.created_at),
-                         "similarity": 0.8 if similarity is None else similarity})
+            item.update(
+                {
+                    "conversation_id": event.conversation_id,
+                    "time": go_time(event.time),
+                    "text": event.text,
+                    "kind": event.kind,
+                    "created_at": go_time(event.created_at),
+                    "similarity": 0.8 if similarity is None else similarity,
+                }
+            )
             answer.append(item)
         return answer
 
@@ -608,5 +692,8 @@ class FakeMemory:
 
 def _text(status: int, message: str) -> web.Response:
     """net/http's ``http.Error``: text/plain, nosniff, the message and a newline."""
-    return web.Response(status=status, body=(message + "\n").encode(),
-                        headers={"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"})
+    return web.Response(
+        status=status,
+        body=(message + "\n").encode(),
+        headers={"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"},
+    )

@@ -87,18 +87,27 @@ _JSON_BODY = web.RequestKey("json_body", object)  # the body parsed as JSON, or 
 
 # vLLM's `type` for an error status (its create_error_response names them after the exception class).
 VLLM_ERROR_TYPES = {
-    400: "BadRequestError", 401: "UnauthorizedError", 403: "ForbiddenError", 404: "NotFoundError",
-    500: "InternalServerError", 501: "NotImplementedError", 503: "ServiceUnavailableError",
+    400: "BadRequestError",
+    401: "UnauthorizedError",
+    403: "ForbiddenError",
+    404: "NotFoundError",
+    500: "InternalServerError",
+    501: "NotImplementedError",
+    503: "ServiceUnavailableError",
 }
 OPENAI_KEY_HINT = "You can find your API key at https://platform.openai.com/account/api-keys."
-OPENAI_NO_KEY = ("You didn't provide an API key. You need to provide your API key in an Authorization header "
-                 "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
-                 "username) if you're accessing the API from your browser and are prompted for a username and "
-                 "password. You can obtain an API key from https://platform.openai.com/account/api-keys.")
-OPENAI_BAD_JSON = ("We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
-                   "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not "
-                   "valid JSON. If you have trouble figuring out how to fix this, please contact us through our "
-                   "help center at help.openai.com.)")
+OPENAI_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header "
+    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
+    "username) if you're accessing the API from your browser and are prompted for a username and "
+    "password. You can obtain an API key from https://platform.openai.com/account/api-keys."
+)
+OPENAI_BAD_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+    "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not "
+    "valid JSON. If you have trouble figuring out how to fix this, please contact us through our "
+    "help center at help.openai.com.)"
+)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -113,7 +122,7 @@ def _event(obj: Any) -> bytes:
 def _words(text: str) -> list[str]:
     """Split text into stream pieces, one word each with its leading whitespace; they join back to ``text``."""
     pieces = re.findall(r"\s*\S+", text)
-    rest = text[len("".join(pieces)):]
+    rest = text[len("".join(pieces)) :]
     return pieces + [rest] if rest else pieces
 
 
@@ -192,8 +201,13 @@ class FakeOpenAIUpstream:
     """An OpenAI-compatible inference server on loopback; see the module docstring."""
 
     def __init__(
-        self, *, models: Iterable[str] = ("jan-v1-4b",), owned_by: str | None = None, api_key: str | None = None,
-        flavour: str = VLLM, max_model_len: int = 32768,
+        self,
+        *,
+        models: Iterable[str] = ("jan-v1-4b",),
+        owned_by: str | None = None,
+        api_key: str | None = None,
+        flavour: str = VLLM,
+        max_model_len: int = 32768,
     ) -> None:
         """``owned_by`` defaults to ``"vllm"`` (vLLM) or ``"system"`` (OpenAI); ``api_key``, when set, must
         come as ``Authorization: Bearer <api_key>``; ``max_model_len`` is what vLLM lists for each model and
@@ -272,8 +286,13 @@ class FakeOpenAIUpstream:
     # -- behaviour controls ----------------------------------------------------------------------------------------
 
     def reply(
-        self, text: str | None = _UNSET, *, finish_reason: str | None = None, usage: tuple[int, int] = DEFAULT_USAGE,
-        tool_calls: Sequence[Mapping[str, Any]] | None = None, reasoning: str | None = None,
+        self,
+        text: str | None = _UNSET,
+        *,
+        finish_reason: str | None = None,
+        usage: tuple[int, int] = DEFAULT_USAGE,
+        tool_calls: Sequence[Mapping[str, Any]] | None = None,
+        reasoning: str | None = None,
     ) -> None:
         """The next chat completion answers ``text`` (default ``"Bonjour !"``, or no content when there are
         tool calls). ``usage`` is (prompt tokens, completion tokens). ``tool_calls`` are
@@ -285,9 +304,15 @@ class FakeOpenAIUpstream:
         for call in calls:
             if "name" not in call:
                 raise ValueError(f"a tool call needs a name: {call!r}")
-        self._queue.append(_Reply(
-            text=text, finish_reason=finish_reason or ("tool_calls" if calls else "stop"),
-            usage=(int(usage[0]), int(usage[1])), tool_calls=calls, reasoning=reasoning))
+        self._queue.append(
+            _Reply(
+                text=text,
+                finish_reason=finish_reason or ("tool_calls" if calls else "stop"),
+                usage=(int(usage[0]), int(usage[1])),
+                tool_calls=calls,
+                reasoning=reasoning,
+            )
+        )
 
     def fail(self, status: int, body: dict | str | bytes | None = None, *, headers: dict | None = None) -> None:
         """The next chat completion answers ``status`` with ``body`` (a dict is sent as JSON, a str as
@@ -315,8 +340,7 @@ class FakeOpenAIUpstream:
         streamed: the role chunk, then ``data: <payload>``, then ``[DONE]``."""
         self._queue.append(_Garbage(payload))
 
-    def stream_error(self, after_chunks: int = 1, message: str = "The engine failed mid-stream.",
-                     *, status: int = 400) -> None:
+    def stream_error(self, after_chunks: int = 1, message: str = "The engine failed mid-stream.", *, status: int = 400) -> None:
         """The next stream sends ``after_chunks`` events, then an error event ``data: {"error": {...}}`` (the
         only way to report a failure once the 200 is out), then ``[DONE]``, as vLLM does. Not streamed: a
         plain error response with ``status``."""
@@ -370,8 +394,12 @@ class FakeOpenAIUpstream:
             return _json(401, _openai_error(OPENAI_NO_KEY, "invalid_request_error", code=None))
         given = authorization[7:].strip()
         shown = f"{given[:3]}{'*' * max(len(given) - 7, 0)}{given[-4:]}" if len(given) > 8 else given
-        return _json(401, _openai_error(f"Incorrect API key provided: {shown}. {OPENAI_KEY_HINT}",
-                                        "invalid_request_error", code="invalid_api_key"))
+        return _json(
+            401,
+            _openai_error(
+                f"Incorrect API key provided: {shown}. {OPENAI_KEY_HINT}", "invalid_request_error", code="invalid_api_key"
+            ),
+        )
 
     def _no_route(self, request: web.Request, status: int) -> web.Response:
         if self.flavour == VLLM:  # FastAPI's own bodies
@@ -380,8 +408,15 @@ class FakeOpenAIUpstream:
 
     # -- errors ----------------------------------------------------------------------------------------------------
 
-    def _error(self, status: int, message: str, *, openai_type: str = "invalid_request_error",
-               param: str | None = None, code: str | None = None) -> web.Response:
+    def _error(
+        self,
+        status: int,
+        message: str,
+        *,
+        openai_type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> web.Response:
         """An error response in the flavour's envelope."""
         if self.flavour == VLLM:
             return _json(status, self._vllm_error_body(status, message))
@@ -395,8 +430,7 @@ class FakeOpenAIUpstream:
     def _model_not_found(self, model: str) -> web.Response:
         if self.flavour == VLLM:
             return self._error(404, f"The model `{model}` does not exist.")
-        return self._error(404, f"The model `{model}` does not exist or you do not have access to it.",
-                           code="model_not_found")
+        return self._error(404, f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found")
 
     def _fail_response(self, fail: _Fail, model: str) -> web.Response:
         headers = dict(fail.headers) if fail.headers is not None else {}
@@ -417,29 +451,45 @@ class FakeOpenAIUpstream:
         if status == 429:  # what OpenAI (or a gateway imitating it) says; vLLM itself never rate-limits
             return _openai_error(
                 f"Rate limit reached for {model} on requests per min (RPM): Limit 3, Used 3, Requested 1. "
-                "Please try again in 1s.", "requests", code="rate_limit_exceeded")
+                "Please try again in 1s.",
+                "requests",
+                code="rate_limit_exceeded",
+            )
         if status == 400:
             prompt, completion = self.max_model_len + 808, 512
             if self.flavour == VLLM:
-                return self._vllm_error_body(400, (
-                    f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
-                    f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
-                    "Please reduce the length of the messages or completion."))
+                return self._vllm_error_body(
+                    400,
+                    (
+                        f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
+                        f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
+                        "Please reduce the length of the messages or completion."
+                    ),
+                )
             return _openai_error(
                 f"This model's maximum context length is {self.max_model_len} tokens. However, your messages "
                 f"resulted in {prompt} tokens. Please reduce the length of the messages.",
-                "invalid_request_error", param="messages", code="context_length_exceeded")
+                "invalid_request_error",
+                param="messages",
+                code="context_length_exceeded",
+            )
         if status == 404:
-            return (self._vllm_error_body(404, f"The model `{model}` does not exist.") if self.flavour == VLLM
-                    else _openai_error(f"The model `{model}` does not exist or you do not have access to it.",
-                                       "invalid_request_error", code="model_not_found"))
+            return (
+                self._vllm_error_body(404, f"The model `{model}` does not exist.")
+                if self.flavour == VLLM
+                else _openai_error(
+                    f"The model `{model}` does not exist or you do not have access to it.",
+                    "invalid_request_error",
+                    code="model_not_found",
+                )
+            )
         if self.flavour == VLLM:
             message = {500: "Internal server error", 503: "The server is not ready to serve requests."}.get(
-                status, HTTPStatus(status).phrase)
+                status, HTTPStatus(status).phrase
+            )
             return self._vllm_error_body(status, message)
         if status == 500:
-            return _openai_error("The server had an error while processing your request. Sorry about that!",
-                                 "server_error")
+            return _openai_error("The server had an error while processing your request. Sorry about that!", "server_error")
         if status == 503:
             return _openai_error("The engine is currently overloaded, please try again later", "server_error")
         return _openai_error(HTTPStatus(status).phrase, "server_error" if status >= 500 else "invalid_request_error")
@@ -450,14 +500,29 @@ class FakeOpenAIUpstream:
         if self.flavour == OPENAI:
             return {"id": model, "object": "model", "created": self._created, "owned_by": self.owned_by}
         return {
-            "id": model, "object": "model", "created": self._created, "owned_by": self.owned_by, "root": model,
-            "parent": None, "max_model_len": self.max_model_len,
-            "permission": [{
-                "id": "modelperm-" + secrets.token_hex(16), "object": "model_permission", "created": self._created,
-                "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
-                "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
-                "organization": "*", "group": None, "is_blocking": False,
-            }],
+            "id": model,
+            "object": "model",
+            "created": self._created,
+            "owned_by": self.owned_by,
+            "root": model,
+            "parent": None,
+            "max_model_len": self.max_model_len,
+            "permission": [
+                {
+                    "id": "modelperm-" + secrets.token_hex(16),
+                    "object": "model_permission",
+                    "created": self._created,
+                    "allow_create_engine": False,
+                    "allow_sampling": True,
+                    "allow_logprobs": True,
+                    "allow_search_indices": False,
+                    "allow_view": True,
+                    "allow_fine_tuning": False,
+                    "organization": "*",
+                    "group": None,
+                    "is_blocking": False,
+                }
+            ],
         }
 
     async def _list_models(self, request: web.Request) -> web.Response:
@@ -489,8 +554,13 @@ class FakeOpenAIUpstream:
             include_usage = bool(options.get("include_usage", True))  # vLLM's StreamOptions default
         else:
             include_usage = bool(options.get("include_usage"))
-        call = _Call(model=model, n=int(body.get("n") or 1), include_usage=include_usage,
-                     id="chatcmpl-" + secrets.token_hex(16), created=int(time.time()))
+        call = _Call(
+            model=model,
+            n=int(body.get("n") or 1),
+            include_usage=include_usage,
+            id="chatcmpl-" + secrets.token_hex(16),
+            created=int(time.time()),
+        )
 
         behaviour = self._queue.popleft() if self._queue else _Reply()
         if isinstance(behaviour, _Fail):
@@ -507,8 +577,11 @@ class FakeOpenAIUpstream:
         elif isinstance(behaviour, _Garbage):
             return web.Response(status=200, body=behaviour.payload, content_type="application/json")
         elif isinstance(behaviour, _StreamError):
-            return self._error(behaviour.status, behaviour.message,
-                               openai_type="server_error" if behaviour.status >= 500 else "invalid_request_error")
+            return self._error(
+                behaviour.status,
+                behaviour.message,
+                openai_type="server_error" if behaviour.status >= 500 else "invalid_request_error",
+            )
         return _json(200, self._completion(call, reply))
 
     def _validate(self, body: Any) -> web.Response | None:
@@ -516,47 +589,105 @@ class FakeOpenAIUpstream:
         vllm = self.flavour == VLLM
         if not isinstance(body, dict):
             if vllm:
-                detail = ({"type": "json_invalid", "loc": ("body", 0), "msg": "JSON decode error", "input": {},
-                           "ctx": {"error": "Expecting value"}} if body is None else
-                          {"type": "model_attributes_type", "loc": ("body",),
-                           "msg": "Input should be a valid dictionary or object to extract fields from",
-                           "input": body})
+                detail = (
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", 0),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": "Expecting value"},
+                    }
+                    if body is None
+                    else {
+                        "type": "model_attributes_type",
+                        "loc": ("body",),
+                        "msg": "Input should be a valid dictionary or object to extract fields from",
+                        "input": body,
+                    }
+                )
                 return self._error(400, repr([detail]))
             return self._error(400, OPENAI_BAD_JSON)
         if not vllm and not body.get("model"):
             return self._error(400, "you must provide a model parameter")
         if "messages" not in body:
             if vllm:
-                return self._error(400, repr([{"type": "missing", "loc": ("body", "messages"),
-                                               "msg": "Field required", "input": body}]))
-            return self._error(400, "Missing required parameter: 'messages'.", param="messages",
-                               code="missing_required_parameter")
+                return self._error(
+                    400, repr([{"type": "missing", "loc": ("body", "messages"), "msg": "Field required", "input": body}])
+                )
+            return self._error(
+                400, "Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter"
+            )
         messages = body["messages"]
         if not isinstance(messages, list):
             if vllm:
-                return self._error(400, repr([{"type": "list_type", "loc": ("body", "messages"),
-                                               "msg": "Input should be a valid list", "input": messages}]))
-            return self._error(400, f"Invalid type for 'messages': expected an array, but got "
-                               f"{_json_type(messages)} instead.", param="messages", code="invalid_type")
+                return self._error(
+                    400,
+                    repr(
+                        [
+                            {
+                                "type": "list_type",
+                                "loc": ("body", "messages"),
+                                "msg": "Input should be a valid list",
+                                "input": messages,
+                            }
+                        ]
+                    ),
+                )
+            return self._error(
+                400,
+                f"Invalid type for 'messages': expected an array, but got {_json_type(messages)} instead.",
+                param="messages",
+                code="invalid_type",
+            )
         if not vllm and not messages:
-            return self._error(400, "Invalid 'messages': empty array. Expected an array with minimum length 1, "
-                               "but got an empty array instead.", param="messages", code="empty_array")
+            return self._error(
+                400,
+                "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+                param="messages",
+                code="empty_array",
+            )
         options = body.get("stream_options")
         if options is not None and not isinstance(options, dict):
             if vllm:
-                return self._error(400, repr([{"type": "model_type", "loc": ("body", "stream_options"),
-                                               "msg": "Input should be a valid dictionary or instance of "
-                                                      "StreamOptions", "input": options}]))
-            return self._error(400, f"Invalid type for 'stream_options': expected an object, but got "
-                               f"{_json_type(options)} instead.", param="stream_options", code="invalid_type")
+                return self._error(
+                    400,
+                    repr(
+                        [
+                            {
+                                "type": "model_type",
+                                "loc": ("body", "stream_options"),
+                                "msg": "Input should be a valid dictionary or instance of StreamOptions",
+                                "input": options,
+                            }
+                        ]
+                    ),
+                )
+            return self._error(
+                400,
+                f"Invalid type for 'stream_options': expected an object, but got {_json_type(options)} instead.",
+                param="stream_options",
+                code="invalid_type",
+            )
         if options is not None and not body.get("stream"):
             if vllm:
                 message = "Stream options can only be defined when `stream=True`."
-                return self._error(400, repr([{"type": "value_error", "loc": ("body",),
-                                               "msg": f"Value error, {message}", "input": body,
-                                               "ctx": {"error": message}}]))
-            return self._error(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                               param="stream_options")
+                return self._error(
+                    400,
+                    repr(
+                        [
+                            {
+                                "type": "value_error",
+                                "loc": ("body",),
+                                "msg": f"Value error, {message}",
+                                "input": body,
+                                "ctx": {"error": message},
+                            }
+                        ]
+                    ),
+                )
+            return self._error(
+                400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+            )
         n = body.get("n")
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             if vllm:
@@ -578,23 +709,37 @@ class FakeOpenAIUpstream:
             arguments = call.get("arguments", {})
             if not isinstance(arguments, str):
                 arguments = json.dumps(arguments, ensure_ascii=False)
-            calls.append({"id": call.get("id") or self._tool_call_id(), "type": "function",
-                          "function": {"name": call["name"], "arguments": arguments}})
+            calls.append(
+                {
+                    "id": call.get("id") or self._tool_call_id(),
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": arguments},
+                }
+            )
         return calls
 
     def _usage(self, reply: _Reply, *, streamed: bool) -> dict[str, Any]:
         prompt, completion = reply.usage
         if self.flavour == VLLM:
-            usage: dict[str, Any] = {"prompt_tokens": prompt, "total_tokens": prompt + completion,
-                                     "completion_tokens": completion}
+            usage: dict[str, Any] = {
+                "prompt_tokens": prompt,
+                "total_tokens": prompt + completion,
+                "completion_tokens": completion,
+            }
             if not streamed:  # the usage chunk is dumped with exclude_unset, the full response is not
                 usage["prompt_tokens_details"] = None
             return usage
         return {
-            "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
 
     def _completion(self, call: _Call, reply: _Reply) -> dict[str, Any]:
@@ -603,28 +748,49 @@ class FakeOpenAIUpstream:
         for index in range(call.n):
             tool_calls = self._tool_calls(reply)
             if self.flavour == VLLM:
-                message = {"role": "assistant", "content": reply.text, "refusal": None, "annotations": None,
-                           "audio": None, "function_call": None, "tool_calls": tool_calls,
-                           "reasoning_content": reply.reasoning}
-                choices.append({"index": index, "message": message, "logprobs": None,
-                                "finish_reason": reply.finish_reason, "stop_reason": None})
+                message = {
+                    "role": "assistant",
+                    "content": reply.text,
+                    "refusal": None,
+                    "annotations": None,
+                    "audio": None,
+                    "function_call": None,
+                    "tool_calls": tool_calls,
+                    "reasoning_content": reply.reasoning,
+                }
+                choices.append(
+                    {
+                        "index": index,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": reply.finish_reason,
+                        "stop_reason": None,
+                    }
+                )
             else:
                 message = {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []}
                 if tool_calls:
                     message["tool_calls"] = tool_calls
-                choices.append({"index": index, "message": message, "logprobs": None,
-                                "finish_reason": reply.finish_reason})
-        head = {"id": call.id, "object": "chat.completion", "created": call.created, "model": call.model,
-                "choices": choices}
+                choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": reply.finish_reason})
+        head = {"id": call.id, "object": "chat.completion", "created": call.created, "model": call.model, "choices": choices}
         if self.flavour == VLLM:
-            return {**head, "service_tier": None, "system_fingerprint": None,
-                    "usage": self._usage(reply, streamed=False), "prompt_logprobs": None, "kv_transfer_params": None}
-        return {**head, "usage": self._usage(reply, streamed=False), "service_tier": "default",
-                "system_fingerprint": self._fingerprint}
+            return {
+                **head,
+                "service_tier": None,
+                "system_fingerprint": None,
+                "usage": self._usage(reply, streamed=False),
+                "prompt_logprobs": None,
+                "kv_transfer_params": None,
+            }
+        return {
+            **head,
+            "usage": self._usage(reply, streamed=False),
+            "service_tier": "default",
+            "system_fingerprint": self._fingerprint,
+        }
 
     def _chunk(self, call: _Call, choices: list[dict[str, Any]], usage: Any = _UNSET) -> bytes:
-        chunk: dict[str, Any] = {"id": call.id, "object": "chat.completion.chunk", "created": call.created,
-                                 "model": call.model}
+        chunk: dict[str, Any] = {"id": call.id, "object": "chat.completion.chunk", "created": call.created, "model": call.model}
         if self.flavour == OPENAI:
             chunk["service_tier"] = "default"
             chunk["system_fingerprint"] = self._fingerprint
@@ -650,11 +816,24 @@ class FakeOpenAIUpstream:
         deltas += [({"content": piece}, None) for piece in _words(reply.text or "")]
         for index, tool_call in enumerate(tool_calls):
             function = tool_call["function"]
-            deltas.append(({"tool_calls": [{"index": index, "id": tool_call["id"], "type": "function",
-                                            "function": {"name": function["name"], "arguments": ""}}]}, None))
+            deltas.append(
+                (
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": tool_call["id"],
+                                "type": "function",
+                                "function": {"name": function["name"], "arguments": ""},
+                            }
+                        ]
+                    },
+                    None,
+                )
+            )
             arguments = function["arguments"]
             for start in range(0, len(arguments), ARGUMENT_FRAGMENT):
-                fragment = arguments[start:start + ARGUMENT_FRAGMENT]
+                fragment = arguments[start : start + ARGUMENT_FRAGMENT]
                 deltas.append(({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}, None))
         last = {"content": ""} if vllm and not tool_calls else {}
         deltas.append((last, reply.finish_reason))
@@ -666,8 +845,7 @@ class FakeOpenAIUpstream:
         events = []
         for delta, finish_reason in deltas:
             for index in range(call.n):
-                choice: dict[str, Any] = {"index": index, "delta": delta, "logprobs": None,
-                                          "finish_reason": finish_reason}
+                choice: dict[str, Any] = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
                 if finish_reason is not None and self.flavour == VLLM:
                     choice["stop_reason"] = None
                 events.append(self._chunk(call, [choice]))
@@ -680,13 +858,12 @@ class FakeOpenAIUpstream:
             return _event({"error": self._vllm_error_body(error.status, error.message)})
         return _event(_openai_error(error.message, "server_error" if error.status >= 500 else "invalid_request_error"))
 
-    async def _stream(self, request: web.Request, call: _Call, reply: _Reply,
-                      behaviour: _Behaviour) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, call: _Call, reply: _Reply, behaviour: _Behaviour) -> web.StreamResponse:
         events = self._stream_events(call, reply)
         if isinstance(behaviour, _Garbage):
             events = events[:1] + [b"data: " + behaviour.payload + b"\n\n"]
         elif isinstance(behaviour, _StreamError):
-            events = events[:behaviour.after_chunks] + [self._stream_error_event(behaviour)]
+            events = events[: behaviour.after_chunks] + [self._stream_error_event(behaviour)]
         pause_at = min(behaviour.after_chunks, len(events)) if isinstance(behaviour, (_Stall, _Cut)) else None
 
         response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream; charset=utf-8"})

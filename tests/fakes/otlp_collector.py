@@ -1,9 +1,9 @@
 """A wire-level fake OpenTelemetry collector: OTLP over HTTP (``POST /v1/traces``, protobuf).
 
-    collector = FakeOtlpCollector()
-    endpoint = await collector.start()     # what OTEL_EXPORTER_OTLP_ENDPOINT is set to
-    ...
-    collector.span_names                   # every span received, by name
+collector = FakeOtlpCollector()
+endpoint = await collector.start()     # what OTEL_EXPORTER_OTLP_ENDPOINT is set to
+...
+collector.span_names                   # every span received, by name
 """
 
 from __future__ import annotations
@@ -33,13 +33,23 @@ class FakeOtlpCollector:
 
     @property
     def span_names(self) -> list[str]:
-        return [span.name for export in self.exports for resource in export.resource_spans
-                for scope in resource.scope_spans for span in scope.spans]
+        return [
+            span.name
+            for export in self.exports
+            for resource in export.resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        ]
 
     @property
     def service_names(self) -> set[str]:
-        return {attribute.value.string_value for export in self.exports for resource in export.resource_spans
-                for attribute in resource.resource.attributes if attribute.key == "service.name"}
+        return {
+            attribute.value.string_value
+            for export in self.exports
+            for resource in export.resource_spans
+            for attribute in resource.resource.attributes
+            if attribute.key == "service.name"
+        }
 
     async def _traces(self, request: web.Request) -> web.Response:
         if request.content_type != "application/x-protobuf":

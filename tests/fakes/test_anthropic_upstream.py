@@ -18,8 +18,11 @@ HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
 PNG_1PX = base64.b64encode(
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
 ).decode()
-WEATHER_TOOL = {"name": "get_weather", "description": "Weather of a city",
-                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Weather of a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 @pytest.fixture
@@ -64,7 +67,7 @@ def parse_sse(raw: str) -> list[tuple[str, dict]]:
     for chunk in raw[:-2].split("\n\n"):
         lines = chunk.split("\n")
         assert len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "), chunk
-        name, data = lines[0][len("event: "):], json.loads(lines[1][len("data: "):])
+        name, data = lines[0][len("event: ") :], json.loads(lines[1][len("data: ") :])
         assert data["type"] == name
         events.append((name, data))
     return events
@@ -84,6 +87,7 @@ def assert_error(status, data, headers, want_status, error_type, message=None):
 
 # -- authentication --------------------------------------------------------------------------------
 
+
 async def test_api_key_and_version_are_required(fake, http):
     status, data, headers = await post(http, fake, body(), headers={"anthropic-version": "2023-06-01"})
     assert_error(status, data, headers, 401, "authentication_error", "x-api-key header is required")
@@ -98,11 +102,11 @@ async def test_api_key_and_version_are_required(fake, http):
         assert resp.status == 401
 
     # Newer official SDKs send the key as a bearer token; the API takes that too.
-    status, _, _ = await post(http, fake, body(), headers={"Authorization": f"Bearer {KEY}",
-                                                           "anthropic-version": "2023-06-01"})
+    status, _, _ = await post(http, fake, body(), headers={"Authorization": f"Bearer {KEY}", "anthropic-version": "2023-06-01"})
     assert status == 200
-    status, data, headers = await post(http, fake, body(), headers={"Authorization": "Bearer sk-ant-wrong",
-                                                                    "anthropic-version": "2023-06-01"})
+    status, data, headers = await post(
+        http, fake, body(), headers={"Authorization": "Bearer sk-ant-wrong", "anthropic-version": "2023-06-01"}
+    )
     assert_error(status, data, headers, 401, "authentication_error", "invalid x-api-key")
 
     status, data, _ = await post(http, fake, body())
@@ -115,12 +119,17 @@ async def test_models_list_and_get(fake, http):
         data = await resp.json()
     assert data == {
         "data": [
-            {"type": "model", "id": "claude-sonnet-4-5", "display_name": "Claude Sonnet 4.5",
-             "created_at": "2025-09-29T00:00:00Z"},
-            {"type": "model", "id": "claude-haiku-4-5", "display_name": "Claude Haiku 4.5",
-             "created_at": "2025-10-15T00:00:00Z"},
+            {
+                "type": "model",
+                "id": "claude-sonnet-4-5",
+                "display_name": "Claude Sonnet 4.5",
+                "created_at": "2025-09-29T00:00:00Z",
+            },
+            {"type": "model", "id": "claude-haiku-4-5", "display_name": "Claude Haiku 4.5", "created_at": "2025-10-15T00:00:00Z"},
         ],
-        "has_more": False, "first_id": "claude-sonnet-4-5", "last_id": "claude-haiku-4-5",
+        "has_more": False,
+        "first_id": "claude-sonnet-4-5",
+        "last_id": "claude-haiku-4-5",
     }
     async with http.get(f"{fake.base_url}/v1/models?limit=1", headers=HEADERS) as resp:
         page = await resp.json()
@@ -133,6 +142,7 @@ async def test_models_list_and_get(fake, http):
 
 # -- non-streaming answers -------------------------------------------------------------------------
 
+
 async def test_text_reply_has_the_message_shape(fake, http):
     fake.reply("Il fait beau à Paris.", usage=(30, 7))
     status, data, headers = await post(http, fake, body(system="Sois bref."))
@@ -141,17 +151,30 @@ async def test_text_reply_has_the_message_shape(fake, http):
     assert re.fullmatch(r"req_011C\w{20}", headers["request-id"])
     assert re.fullmatch(r"msg_01\w{22}", data.pop("id"))
     assert data == {
-        "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
         "content": [{"type": "text", "text": "Il fait beau à Paris."}],
-        "stop_reason": "end_turn", "stop_sequence": None,
-        "usage": {"input_tokens": 30, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-                  "output_tokens": 7, "service_tier": "standard"},
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 30,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 7,
+            "service_tier": "standard",
+        },
     }
 
 
 async def test_tool_use_reply(fake, http):
-    fake.reply("Je regarde.", tool_use=[{"name": "get_weather", "input": {"city": "Paris"}},
-                                         {"id": "toolu_01fixed", "name": "get_weather", "input": {"city": "Lyon"}}])
+    fake.reply(
+        "Je regarde.",
+        tool_use=[
+            {"name": "get_weather", "input": {"city": "Paris"}},
+            {"id": "toolu_01fixed", "name": "get_weather", "input": {"city": "Lyon"}},
+        ],
+    )
     status, data, _ = await post(http, fake, body(tools=[WEATHER_TOOL], tool_choice={"type": "auto"}))
     assert status == 200
     assert data["stop_reason"] == "tool_use"
@@ -165,10 +188,13 @@ async def test_tool_use_reply(fake, http):
     conversation = [
         {"role": "user", "content": "Météo ?"},
         {"role": "assistant", "content": data["content"]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": data["content"][1]["id"], "content": "18°C"},
-            {"type": "tool_result", "tool_use_id": "toolu_01fixed", "content": [{"type": "text", "text": "20°C"}]},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": data["content"][1]["id"], "content": "18°C"},
+                {"type": "tool_result", "tool_use_id": "toolu_01fixed", "content": [{"type": "text", "text": "20°C"}]},
+            ],
+        },
     ]
     status, data, _ = await post(http, fake, body(messages=conversation, tools=[WEATHER_TOOL]))
     assert status == 200 and data["stop_reason"] == "end_turn"
@@ -209,29 +235,45 @@ async def test_thinking_only_when_enabled(fake, http):
 
 # -- streaming -------------------------------------------------------------------------------------
 
+
 async def test_stream_event_sequence_and_text(fake, http):
     fake.reply("Bonjour tout le monde !", usage=(21, 6))
     raw, events = await stream(http, fake, body())
     names = [name for name, _ in events]
     assert names == ["message_start", "content_block_start", "ping"] + ["content_block_delta"] * 5 + [
-        "content_block_stop", "message_delta", "message_stop"]
-    assert "event: ping\ndata: {\"type\": \"ping\"}\n\n" in raw  # spaced, as on the real wire
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert 'event: ping\ndata: {"type": "ping"}\n\n' in raw  # spaced, as on the real wire
 
     start = events[0][1]["message"]
     assert re.fullmatch(r"msg_01\w{22}", start["id"])
     assert {k: v for k, v in start.items() if k != "id"} == {
-        "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [],
-        "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": 21, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-                  "output_tokens": 1, "service_tier": "standard"},
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 21,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 1,
+            "service_tier": "standard",
+        },
     }
     assert events[1][1] == {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
     deltas = [d for n, d in events if n == "content_block_delta"]
     assert all(d["index"] == 0 and d["delta"]["type"] == "text_delta" for d in deltas)
     assert "".join(d["delta"]["text"] for d in deltas) == "Bonjour tout le monde !"
     assert events[-3][1] == {"type": "content_block_stop", "index": 0}
-    assert events[-2][1] == {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                             "usage": {"output_tokens": 6}}
+    assert events[-2][1] == {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": 6},
+    }
     assert events[-1][1] == {"type": "message_stop"}
 
 
@@ -240,8 +282,11 @@ async def test_stream_tool_use_input_json_reassembles(fake, http):
     fake.reply("Je regarde.", tool_use=[{"id": "toolu_01abc", "name": "get_weather", "input": arguments}])
     _, events = await stream(http, fake, body(tools=[WEATHER_TOOL]))
     starts = [d for n, d in events if n == "content_block_start"]
-    assert starts[1] == {"type": "content_block_start", "index": 1,
-                         "content_block": {"type": "tool_use", "id": "toolu_01abc", "name": "get_weather", "input": {}}}
+    assert starts[1] == {
+        "type": "content_block_start",
+        "index": 1,
+        "content_block": {"type": "tool_use", "id": "toolu_01abc", "name": "get_weather", "input": {}},
+    }
     fragments = [d["delta"] for n, d in events if n == "content_block_delta" and d["index"] == 1]
     assert all(f["type"] == "input_json_delta" for f in fragments)
     assert fragments[0]["partial_json"] == "" and len(fragments) > 3
@@ -273,13 +318,11 @@ async def test_mid_stream_error_event(fake, http):
     fake.stream_error(after_events=4)
     raw, events = await stream(http, fake, body())
     assert [n for n, _ in events] == ["message_start", "content_block_start", "ping", "content_block_delta", "error"]
-    assert raw.endswith('event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
-                        '"message":"Overloaded"}}\n\n')
+    assert raw.endswith('event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n')
 
     fake.fail(500, "api_error", "Internal server error", mid_stream=True, after_events=1)
     _, events = await stream(http, fake, body())
-    assert events[-1] == ("error", {"type": "error", "error": {"type": "api_error",
-                                                                "message": "Internal server error"}})
+    assert events[-1] == ("error", {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}})
 
     fake.stream_error()  # a non-streaming call gets the HTTP error instead
     status, data, headers = await post(http, fake, body())
@@ -288,54 +331,105 @@ async def test_mid_stream_error_event(fake, http):
 
 # -- validation ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
-     'messages: roles must alternate between "user" and "assistant", but found multiple "user" roles in a row'),
-    ({"messages": [{"role": "assistant", "content": "a"}]}, 'messages: first message must use the "user" role'),
-    ({"messages": [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi"}]},
-     ('messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, not "system" '
-      'as an input message role.')),
-    ({"temperature": 1.5}, "temperature: Input should be less than or equal to 1"),
-    ({"frequency_penalty": 0.5}, "frequency_penalty: Extra inputs are not permitted"),
-    ({"max_tokens": None}, "max_tokens: Field required"),
-    ({"messages": None}, "messages: Field required"),
-    ({"model": None}, "model: Field required"),
-    ({"temperature": 0.5, "top_p": 0.9},
-     "`temperature` and `top_p` cannot both be specified for this model. Please use only one."),
-    ({"system": [{"type": "image", "source": {}}]}, "system.0.type: Input should be 'text'"),
-    ({"stop_sequences": "STOP"}, "stop_sequences: Input should be a valid list"),
-    ({"max_tokens": 100000},
-     "max_tokens: 100000 > 64000, which is the maximum allowed number of output tokens for claude-sonnet-4-5"),
-    ({"messages": [{"role": "user", "content": [{"type": "input_audio", "data": "x"}]}]},
-     ("messages.0.content.0: Input tag 'input_audio' found using 'type' does not match any of the expected tags: "
-      "'text', 'image', 'document', 'tool_use', 'tool_result', 'thinking', 'redacted_thinking'")),
-    ({"messages": [{"role": "user", "content": ""}]},
-     "messages: all messages must have non-empty content except for the optional final assistant message"),
-    ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure, "}]},
-     "messages: final assistant content cannot end with trailing whitespace"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": PNG_1PX}}]}]},
-     ("messages.0.content.0.image.source.base64.data: The image was specified using the image/jpeg media type, "
-      "but does not appear to be a valid image/jpeg image")),
-    ({"messages": [{"role": "user", "content": "Météo ?"},
-                   {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01x", "name": "get_weather",
-                                                      "input": {}}]},
-                   {"role": "user", "content": "Alors ?"}]},
-     ("messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_01x. Each "
-      "`tool_use` block must have a corresponding `tool_result` block in the next message.")),
-    ({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01y",
-                                                 "content": "18°C"}]}]},
-     ("messages.0.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_01y. Each `tool_result` "
-      "block must have a corresponding `tool_use` block in the previous message.")),
-    ({"tools": [{"name": "get weather", "input_schema": {"type": "object"}}]},
-     "tools.0.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,128}$'"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, None),
-    ({"tool_choice": {"type": "tool"}}, "tool_choice.tool.name: Field required"),
-    ({"tool_choice": {"type": "required"}}, None),
-    ({"thinking": {"type": "enabled", "budget_tokens": 2048}},
-     ("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at "
-      "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size")),
-])
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+            'messages: roles must alternate between "user" and "assistant", but found multiple "user" roles in a row',
+        ),
+        ({"messages": [{"role": "assistant", "content": "a"}]}, 'messages: first message must use the "user" role'),
+        (
+            {"messages": [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi"}]},
+            (
+                'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, not "system" '
+                "as an input message role."
+            ),
+        ),
+        ({"temperature": 1.5}, "temperature: Input should be less than or equal to 1"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty: Extra inputs are not permitted"),
+        ({"max_tokens": None}, "max_tokens: Field required"),
+        ({"messages": None}, "messages: Field required"),
+        ({"model": None}, "model: Field required"),
+        (
+            {"temperature": 0.5, "top_p": 0.9},
+            "`temperature` and `top_p` cannot both be specified for this model. Please use only one.",
+        ),
+        ({"system": [{"type": "image", "source": {}}]}, "system.0.type: Input should be 'text'"),
+        ({"stop_sequences": "STOP"}, "stop_sequences: Input should be a valid list"),
+        (
+            {"max_tokens": 100000},
+            "max_tokens: 100000 > 64000, which is the maximum allowed number of output tokens for claude-sonnet-4-5",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "data": "x"}]}]},
+            (
+                "messages.0.content.0: Input tag 'input_audio' found using 'type' does not match any of the expected tags: "
+                "'text', 'image', 'document', 'tool_use', 'tool_result', 'thinking', 'redacted_thinking'"
+            ),
+        ),
+        (
+            {"messages": [{"role": "user", "content": ""}]},
+            "messages: all messages must have non-empty content except for the optional final assistant message",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure, "}]},
+            "messages: final assistant content cannot end with trailing whitespace",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": PNG_1PX}}],
+                    }
+                ]
+            },
+            (
+                "messages.0.content.0.image.source.base64.data: The image was specified using the image/jpeg media type, "
+                "but does not appear to be a valid image/jpeg image"
+            ),
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "Météo ?"},
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "toolu_01x", "name": "get_weather", "input": {}}],
+                    },
+                    {"role": "user", "content": "Alors ?"},
+                ]
+            },
+            (
+                "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_01x. Each "
+                "`tool_use` block must have a corresponding `tool_result` block in the next message."
+            ),
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01y", "content": "18°C"}]}]},
+            (
+                "messages.0.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_01y. Each `tool_result` "
+                "block must have a corresponding `tool_use` block in the previous message."
+            ),
+        ),
+        (
+            {"tools": [{"name": "get weather", "input_schema": {"type": "object"}}]},
+            "tools.0.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,128}$'",
+        ),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, None),
+        ({"tool_choice": {"type": "tool"}}, "tool_choice.tool.name: Field required"),
+        ({"tool_choice": {"type": "required"}}, None),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 2048}},
+            (
+                "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at "
+                "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size"
+            ),
+        ),
+    ],
+)
 async def test_invalid_requests_get_400(fake, http, overrides, message):
     payload = body(**{k: v for k, v in overrides.items() if v is not None})
     for key in [k for k, v in overrides.items() if v is None]:
@@ -366,11 +460,11 @@ async def test_invalid_json_body(fake, http):
 
 # -- scripted failures -----------------------------------------------------------------------------
 
+
 async def test_rate_limit_has_retry_after(fake, http):
     fake.fail(429, "rate_limit_error", "Number of requests has exceeded your per-minute rate limit")
     status, data, headers = await post(http, fake, body())
-    assert_error(status, data, headers, 429, "rate_limit_error",
-                 "Number of requests has exceeded your per-minute rate limit")
+    assert_error(status, data, headers, 429, "rate_limit_error", "Number of requests has exceeded your per-minute rate limit")
     assert headers["retry-after"] == "1"
     assert headers["anthropic-ratelimit-requests-remaining"] == "0"
 
@@ -388,10 +482,16 @@ async def test_overloaded_is_529(fake, http):
     assert status == 200 and data["content"][0]["text"] == "Bonjour !"
 
 
-@pytest.mark.parametrize(("status", "error_type"), [
-    (400, "invalid_request_error"), (403, "permission_error"), (404, "not_found_error"),
-    (413, "request_too_large"), (500, "api_error"),
-])
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (400, "invalid_request_error"),
+        (403, "permission_error"),
+        (404, "not_found_error"),
+        (413, "request_too_large"),
+        (500, "api_error"),
+    ],
+)
 async def test_fail_renders_anthropic_errors(fake, http, status, error_type):
     fake.fail(status, error_type, f"{error_type} happened", headers={"x-extra": "1"})
     got_status, data, headers = await post(http, fake, body())
@@ -430,7 +530,7 @@ async def test_cut_stream(fake, http):
         with pytest.raises(aiohttp.ClientPayloadError):
             async for line in resp.content:
                 received.append(line.decode())
-    names = [line.strip()[len("event: "):] for line in received if line.startswith("event: ")]
+    names = [line.strip()[len("event: ") :] for line in received if line.startswith("event: ")]
     assert names == ["message_start", "content_block_start"]
 
 
@@ -451,8 +551,9 @@ async def test_cut_plain(fake, http):
 async def test_delay(fake, http):
     fake.delay(0.6)
     with pytest.raises(asyncio.TimeoutError):
-        async with http.post(f"{fake.base_url}/v1/messages", json=body(), headers=HEADERS,
-                             timeout=aiohttp.ClientTimeout(total=0.15)):
+        async with http.post(
+            f"{fake.base_url}/v1/messages", json=body(), headers=HEADERS, timeout=aiohttp.ClientTimeout(total=0.15)
+        ):
             pass
 
     fake.delay(0.25)

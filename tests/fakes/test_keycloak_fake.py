@@ -26,8 +26,9 @@ async def token_request(http: aiohttp.ClientSession, kc: FakeKeycloak, realm: st
 
 
 async def password_grant(http, kc, username: str, password: str, **extra: str) -> dict:
-    status, body, _ = await token_request(http, kc, grant_type="password", client_id=kc.client_id,
-                                          username=username, password=password, **extra)
+    status, body, _ = await token_request(
+        http, kc, grant_type="password", client_id=kc.client_id, username=username, password=password, **extra
+    )
     assert status == 200, body
     return body
 
@@ -47,11 +48,19 @@ async def verify(http, kc, token: str, realm: str | None = None, audience: str |
 
 async def admin_token(http, kc, how: str) -> str:
     if how == "master-admin-cli":
-        status, body, _ = await token_request(http, kc, realm="master", grant_type="password", client_id="admin-cli",
-                                              username=kc.admin_user, password=kc.admin_password)
+        status, body, _ = await token_request(
+            http,
+            kc,
+            realm="master",
+            grant_type="password",
+            client_id="admin-cli",
+            username=kc.admin_user,
+            password=kc.admin_password,
+        )
     else:
-        status, body, _ = await token_request(http, kc, grant_type="client_credentials",
-                                              client_id=kc.backend_client_id, client_secret=kc.backend_client_secret)
+        status, body, _ = await token_request(
+            http, kc, grant_type="client_credentials", client_id=kc.backend_client_id, client_secret=kc.backend_client_secret
+        )
     assert status == 200, body
     return body["access_token"]
 
@@ -88,10 +97,12 @@ async def test_discovery_and_jwks_are_served_as_keycloak_serves_them(kc, http):
 
 
 async def test_password_grant_gives_a_token_that_verifies_against_the_served_jwks(kc, http):
-    user_id = kc.add_user("Alice", "s3cret", attributes={"guest": "false"}, email="Alice@Example.com",
-                          first_name="Alice", last_name="Liddell")
-    status, body, headers = await token_request(http, kc, grant_type="password", client_id="jan-client",
-                                                username="alice", password="s3cret", scope="openid")
+    user_id = kc.add_user(
+        "Alice", "s3cret", attributes={"guest": "false"}, email="Alice@Example.com", first_name="Alice", last_name="Liddell"
+    )
+    status, body, headers = await token_request(
+        http, kc, grant_type="password", client_id="jan-client", username="alice", password="s3cret", scope="openid"
+    )
     assert status == 200, body
     assert headers["Cache-Control"] == "no-store"
     assert body["token_type"] == "Bearer"
@@ -110,8 +121,7 @@ async def test_password_grant_gives_a_token_that_verifies_against_the_served_jwk
     assert (claims["email"], claims["email_verified"]) == ("alice@example.com", False)
     assert (claims["name"], claims["given_name"], claims["family_name"]) == ("Alice Liddell", "Alice", "Liddell")
     assert claims["realm_access"]["roles"] == ["default-roles-jan", "offline_access", "uma_authorization", "user"]
-    assert claims["resource_access"] == {"account": {"roles": ["manage-account", "manage-account-links",
-                                                               "view-profile"]}}
+    assert claims["resource_access"] == {"account": {"roles": ["manage-account", "manage-account-links", "view-profile"]}}
     assert claims["scope"] == "openid profile email"
     assert claims["guest"] == "false"
 
@@ -131,17 +141,37 @@ async def test_password_grant_errors_are_keycloaks(kc, http):
         ({**form, "username": "bob", "password": "wrong"}, 401, "invalid_grant", "Invalid user credentials"),
         ({**form, "username": "nobody", "password": "right"}, 401, "invalid_grant", "Invalid user credentials"),
         ({**form, "username": "carol", "password": "right"}, 400, "invalid_grant", "Account disabled"),
-        ({**form, "client_id": "nope", "username": "bob", "password": "right"}, 401, "invalid_client",
-         "Invalid client or Invalid client credentials"),
-        ({**form, "client_id": "backend", "client_secret": "wrong", "username": "bob", "password": "right"}, 401,
-         "unauthorized_client", "Invalid client or Invalid client credentials"),
-        ({**form, "username": "bob", "password": "right", "scope": "openid offline_access"}, 400, "invalid_scope",
-         "Invalid scopes: openid offline_access"),
-        ({"client_id": "jan-client", "username": "bob", "password": "right"}, 400, "invalid_request",
-         "Missing form parameter: grant_type"),
+        (
+            {**form, "client_id": "nope", "username": "bob", "password": "right"},
+            401,
+            "invalid_client",
+            "Invalid client or Invalid client credentials",
+        ),
+        (
+            {**form, "client_id": "backend", "client_secret": "wrong", "username": "bob", "password": "right"},
+            401,
+            "unauthorized_client",
+            "Invalid client or Invalid client credentials",
+        ),
+        (
+            {**form, "username": "bob", "password": "right", "scope": "openid offline_access"},
+            400,
+            "invalid_scope",
+            "Invalid scopes: openid offline_access",
+        ),
+        (
+            {"client_id": "jan-client", "username": "bob", "password": "right"},
+            400,
+            "invalid_request",
+            "Missing form parameter: grant_type",
+        ),
         ({**form, "grant_type": "implicit"}, 400, "unsupported_grant_type", "Unsupported grant_type"),
-        ({"grant_type": "client_credentials", "client_id": "jan-client"}, 401, "unauthorized_client",
-         "Public client not allowed to retrieve service account"),
+        (
+            {"grant_type": "client_credentials", "client_id": "jan-client"},
+            401,
+            "unauthorized_client",
+            "Public client not allowed to retrieve service account",
+        ),
     ]
     for data, status, error, description in cases:
         got = await token_request(http, kc, **data)
@@ -156,8 +186,7 @@ async def test_password_grant_errors_are_keycloaks(kc, http):
 
 
 async def refresh(http, kc, refresh_token: str, client_id: str = "jan-client"):
-    status, body, _ = await token_request(http, kc, grant_type="refresh_token", client_id=client_id,
-                                          refresh_token=refresh_token)
+    status, body, _ = await token_request(http, kc, grant_type="refresh_token", client_id=client_id, refresh_token=refresh_token)
     return status, body
 
 
@@ -173,11 +202,15 @@ async def test_refresh_tokens_rotate_and_a_replay_kills_the_family(kc, http):
     assert claims["sid"] == first_claims["sid"] and claims["jti"] != first_claims["jti"]
     assert jwt.get_unverified_header(second["refresh_token"])["alg"] == "HS512"  # opaque to clients
 
-    assert await refresh(http, kc, first["refresh_token"]) == (400, {
-        "error": "invalid_grant", "error_description": "Maximum allowed refresh token reuse exceeded"})
+    assert await refresh(http, kc, first["refresh_token"]) == (
+        400,
+        {"error": "invalid_grant", "error_description": "Maximum allowed refresh token reuse exceeded"},
+    )
     # Keycloak then detaches the client from the session: the legitimately rotated token dies too.
-    assert await refresh(http, kc, second["refresh_token"]) == (400, {
-        "error": "invalid_grant", "error_description": "Session doesn't have required client"})
+    assert await refresh(http, kc, second["refresh_token"]) == (
+        400,
+        {"error": "invalid_grant", "error_description": "Session doesn't have required client"},
+    )
 
     # In a fresh session: replaying a token older than the last one used is a "Stale token".
     r1 = (await password_grant(http, kc, "dave", "pw"))["refresh_token"]
@@ -186,12 +219,12 @@ async def test_refresh_tokens_rotate_and_a_replay_kills_the_family(kc, http):
     assert status == 200
     assert await refresh(http, kc, r1) == (400, {"error": "invalid_grant", "error_description": "Stale token"})
 
-    assert await refresh(http, kc, "garbage") == (400, {"error": "invalid_grant",
-                                                       "error_description": "Invalid refresh token"})
+    assert await refresh(http, kc, "garbage") == (400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
     r = (await password_grant(http, kc, "dave", "pw"))["refresh_token"]
-    assert await refresh(http, kc, r, client_id="admin-cli") == (400, {
-        "error": "invalid_grant",
-        "error_description": "Invalid refresh token. Token client and authorized client don't match"})
+    assert await refresh(http, kc, r, client_id="admin-cli") == (
+        400,
+        {"error": "invalid_grant", "error_description": "Invalid refresh token. Token client and authorized client don't match"},
+    )
 
 
 async def test_refresh_tokens_are_reusable_when_revocation_is_off(http):
@@ -216,11 +249,12 @@ async def test_logout_ends_the_session(kc, http):
             assert resp.status == 204
             assert await resp.read() == b""
     assert kc.sessions("frank") == []
-    assert await refresh(http, kc, tokens["refresh_token"]) == (400, {"error": "invalid_grant",
-                                                                     "error_description": "Session not active"})
+    assert await refresh(http, kc, tokens["refresh_token"]) == (
+        400,
+        {"error": "invalid_grant", "error_description": "Session not active"},
+    )
     async with http.post(url, data={"client_id": "jan-client", "refresh_token": "garbage"}) as resp:
-        assert (resp.status, await resp.json()) == (400, {"error": "invalid_grant",
-                                                          "error_description": "Invalid refresh token"})
+        assert (resp.status, await resp.json()) == (400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
 
 
 # -- admin REST: guest provisioning as a client does it --------------------------------------------------------------
@@ -231,8 +265,7 @@ async def test_guest_provisioning_end_to_end(kc, http, how):
     admin = await admin_token(http, kc, how)
     base = f"{kc.base_url}/admin/realms/jan"
     username = "guest-0b3c6c1e-6c1f-4a53-9d0e-0d4f4a1b2c3d"
-    rep = {"username": username, "email": f"{username}@temp.jan.ai", "enabled": True,
-           "attributes": {"guest": ["true"]}}
+    rep = {"username": username, "email": f"{username}@temp.jan.ai", "enabled": True, "attributes": {"guest": ["true"]}}
     async with http.post(f"{base}/users", json=rep, headers=bearer(admin)) as resp:
         assert resp.status == 201
         assert await resp.read() == b""
@@ -249,11 +282,18 @@ async def test_guest_provisioning_end_to_end(kc, http, how):
     async with http.get(f"{base}/roles/guest", headers=bearer(admin)) as resp:
         role = await resp.json()
     assert {k: role[k] for k in ("name", "composite", "clientRole", "containerId")} == {
-        "name": "guest", "composite": False, "clientRole": False, "containerId": "jan"}
+        "name": "guest",
+        "composite": False,
+        "clientRole": False,
+        "containerId": "jan",
+    }
     async with http.post(f"{base}/users/{user_id}/role-mappings/realm", json=[role], headers=bearer(admin)) as resp:
         assert resp.status == 204
-    async with http.put(f"{base}/users/{user_id}/reset-password", headers=bearer(admin),
-                        json={"type": "password", "value": "guest-pw", "temporary": False}) as resp:
+    async with http.put(
+        f"{base}/users/{user_id}/reset-password",
+        headers=bearer(admin),
+        json={"type": "password", "value": "guest-pw", "temporary": False},
+    ) as resp:
         assert resp.status == 204
     async with http.get(f"{base}/users/{user_id}/role-mappings/realm", headers=bearer(admin)) as resp:
         assert {r["name"] for r in await resp.json()} == {"default-roles-jan", "guest"}
@@ -281,8 +321,12 @@ async def test_admin_calls_need_an_admin_token(kc, http):
     base = f"{kc.base_url}/admin/realms/jan"
     kc.add_user("grace", "pw", realm_roles=("user", "admin"))  # the app's admin role is no Keycloak admin right
     user_token = (await password_grant(http, kc, "grace", "pw"))["access_token"]
-    expired = kc.sign({**jwt.decode(await admin_token(http, kc, "client-credentials"),
-                                    options={"verify_signature": False}), "exp": int(time.time()) - 10})
+    expired = kc.sign(
+        {
+            **jwt.decode(await admin_token(http, kc, "client-credentials"), options={"verify_signature": False}),
+            "exp": int(time.time()) - 10,
+        }
+    )
     for headers, status, body in [
         ({}, 401, {"error": "HTTP 401 Unauthorized"}),
         (bearer("not-a-jwt"), 401, {"error": "HTTP 401 Unauthorized"}),
@@ -296,12 +340,14 @@ async def test_admin_calls_need_an_admin_token(kc, http):
     assert [u["username"] for u in kc.users.values()] == ["service-account-backend", "grace"]
 
     # A master admin token stops working once its session is logged out.
-    status, tokens, _ = await token_request(http, kc, realm="master", grant_type="password", client_id="admin-cli",
-                                            username="admin", password="admin")
+    status, tokens, _ = await token_request(
+        http, kc, realm="master", grant_type="password", client_id="admin-cli", username="admin", password="admin"
+    )
     async with http.get(f"{base}/roles/guest", headers=bearer(tokens["access_token"])) as resp:
         assert resp.status == 200
-    async with http.post(f"{kc.base_url}/realms/master/{OIDC}/logout",
-                         data={"client_id": "admin-cli", "refresh_token": tokens["refresh_token"]}) as resp:
+    async with http.post(
+        f"{kc.base_url}/realms/master/{OIDC}/logout", data={"client_id": "admin-cli", "refresh_token": tokens["refresh_token"]}
+    ) as resp:
         assert resp.status == 204
     async with http.get(f"{base}/roles/guest", headers=bearer(tokens["access_token"])) as resp:
         assert (resp.status, await resp.json()) == (401, {"error": "HTTP 401 Unauthorized"})
@@ -320,11 +366,13 @@ async def test_admin_errors_are_keycloaks(kc, http):
     async with http.get(f"{base}/roles/superhero", headers=admin) as resp:
         assert (resp.status, await resp.json()) == (404, {"error": "Could not find role"})
     user_id = next(u["id"] for u in kc.users.values() if u["username"] == "heidi")
-    async with http.post(f"{base}/users/{user_id}/role-mappings/realm", headers=admin,
-                         json=[{"name": "guest", "id": "made-up"}]) as resp:
+    async with http.post(
+        f"{base}/users/{user_id}/role-mappings/realm", headers=admin, json=[{"name": "guest", "id": "made-up"}]
+    ) as resp:
         assert (resp.status, await resp.json()) == (404, {"error": "Role not found"})
-    async with http.put(f"{base}/users/{user_id}/reset-password", json={"type": "password", "value": "  "},
-                        headers=admin) as resp:
+    async with http.put(
+        f"{base}/users/{user_id}/reset-password", json={"type": "password", "value": "  "}, headers=admin
+    ) as resp:
         assert (resp.status, await resp.json()) == (400, {"error": "Empty password not allowed"})
     async with http.get(f"{kc.base_url}/admin/realms/jan/nonsense", headers=admin) as resp:
         assert resp.status == 404
@@ -335,26 +383,26 @@ async def test_admin_created_users_follow_keycloak_defaults(kc, http):
     base = f"{kc.base_url}/admin/realms/jan"
     async with http.post(f"{base}/users", json={"username": "ivan"}, headers=admin) as resp:
         user_id = resp.headers["Location"].rsplit("/", 1)[1]
-    async with http.put(f"{base}/users/{user_id}/reset-password", headers=admin,
-                        json={"type": "password", "value": "pw", "temporary": True}) as resp:
+    async with http.put(
+        f"{base}/users/{user_id}/reset-password", headers=admin, json={"type": "password", "value": "pw", "temporary": True}
+    ) as resp:
         assert resp.status == 204
     # Without "enabled": true the user is created disabled.
-    status, body, _ = await token_request(http, kc, grant_type="password", client_id="jan-client",
-                                          username="ivan", password="pw")
+    status, body, _ = await token_request(http, kc, grant_type="password", client_id="jan-client", username="ivan", password="pw")
     assert (status, body["error_description"]) == (400, "Account disabled")
     async with http.put(f"{base}/users/{user_id}", json={"enabled": True}, headers=admin) as resp:
         assert resp.status == 204
     # A temporary password leaves the UPDATE_PASSWORD required action, which a password grant cannot do.
-    status, body, _ = await token_request(http, kc, grant_type="password", client_id="jan-client",
-                                          username="ivan", password="pw")
+    status, body, _ = await token_request(http, kc, grant_type="password", client_id="jan-client", username="ivan", password="pw")
     assert (status, body["error_description"]) == (400, "Account is not fully set up")
     assert kc.users[user_id]["required_actions"] == ["UPDATE_PASSWORD"]
 
 
 async def test_user_update_replaces_attributes_as_keycloak_does(kc, http):
     admin = bearer(await admin_token(http, kc, "client-credentials"))
-    user_id = kc.add_user("judy", "pw", attributes={"guest": ["true"], "api_keys": ["k1:h1"]},
-                          email="judy@temp.jan.ai", first_name="Judy")
+    user_id = kc.add_user(
+        "judy", "pw", attributes={"guest": ["true"], "api_keys": ["k1:h1"]}, email="judy@temp.jan.ai", first_name="Judy"
+    )
     url = f"{kc.base_url}/admin/realms/jan/users/{user_id}"
     async with http.put(url, json={"emailVerified": True}, headers=admin) as resp:  # no attributes: a patch
         assert resp.status == 204

@@ -25,8 +25,6 @@ AUTH = {"Authorization": "Bearer user-token"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-
-
 @pytest.fixture
 async def media():
     async with running(FakeMediaApi()) as fake:
@@ -60,8 +58,11 @@ async def download(http, url: str, **kwargs):
 
 
 def assert_presigned(media, url: str, media_id: str) -> None:
-    assert re.fullmatch(rf"{re.escape(media.base_url)}/media/{media_id}\?X-Amz-Signature=[0-9a-f]{{64}}"
-                        rf"&X-Amz-Expires={media.presign_ttl}", url), url
+    assert re.fullmatch(
+        rf"{re.escape(media.base_url)}/media/{media_id}\?X-Amz-Signature=[0-9a-f]{{64}}"
+        rf"&X-Amz-Expires={media.presign_ttl}",
+        url,
+    ), url
 
 
 def assert_s3_error(status, headers, raw, want_status, code) -> None:
@@ -89,8 +90,9 @@ async def test_a_placeholder_becomes_a_presigned_url_serving_the_png(media, http
 
 async def test_the_answer_is_gin_json_with_the_url_ampersand_escaped(media, http):
     image = media.add()
-    status, _, raw = await resolve(http, media, data=json.dumps({"payload": {"url": f"data:image/png;{image}",
-                                                                             "note": "a < b"}}, indent=2))
+    status, _, raw = await resolve(
+        http, media, data=json.dumps({"payload": {"url": f"data:image/png;{image}", "note": "a < b"}}, indent=2)
+    )
     assert status == 200
     assert raw.startswith(b'{"payload":{"url":"http://127.0.0.1:') and b"\n" not in raw and b": " not in raw
     assert b"&" not in raw and b"\\u0026X-Amz-Expires=300" in raw and b'"note":"a \\u003c b"' in raw
@@ -100,11 +102,16 @@ async def test_the_answer_is_gin_json_with_the_url_ampersand_escaped(media, http
 async def test_every_placeholder_anywhere_in_the_payload_is_replaced(media, http):
     first, second = media.add(), media.add()
     payload = {
-        "messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": f"data:image/png;{first}"}},
-            {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{second}"}},  # the type is ignored
-            {"type": "text", "text": f"see data:image/webp;{first} above"},
-        ]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;{first}"}},
+                    {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{second}"}},  # the type is ignored
+                    {"type": "text", "text": f"see data:image/webp;{first} above"},
+                ],
+            }
+        ],
         f"data:image/png;{second}": [1, 2.50, True, None],  # keys too
     }
     status, _, raw = await resolve(http, media, {"payload": payload})
@@ -125,12 +132,16 @@ async def test_every_placeholder_anywhere_in_the_payload_is_replaced(media, http
 
 async def test_a_payload_without_placeholders_comes_back_as_it_was(media, http):
     # inline base64 is no placeholder; numbers and escapes are left as sent, only whitespace goes
-    sent = '{ "payload" : {"messages": [{"role": "user", "content": "data:image/png;base64,iVBORw0KGgo="}],\n' \
-           '  "n": [1e3, 2.50, -0], "s": "\u00e9 \\u00e9 \\n"} }'
+    sent = (
+        '{ "payload" : {"messages": [{"role": "user", "content": "data:image/png;base64,iVBORw0KGgo="}],\n'
+        '  "n": [1e3, 2.50, -0], "s": "\u00e9 \\u00e9 \\n"} }'
+    )
     status, _, raw = await resolve(http, media, data=sent.encode())
     assert status == 200
-    assert raw.decode() == ('{"payload":{"messages":[{"role":"user","content":"data:image/png;base64,iVBORw0KGgo="}],'
-                            '"n":[1e3,2.50,-0],"s":"\u00e9 \\u00e9 \\n"}}')
+    assert raw.decode() == (
+        '{"payload":{"messages":[{"role":"user","content":"data:image/png;base64,iVBORw0KGgo="}],'
+        '"n":[1e3,2.50,-0],"s":"\u00e9 \\u00e9 \\n"}}'
+    )
 
 
 @pytest.mark.parametrize("payload", ["null", "42", '"text"', "[]", "{}"])
@@ -142,9 +153,9 @@ async def test_any_json_payload_round_trips(media, http, payload):
 async def test_the_body_is_bound_as_gin_binds_it(media, http):
     image = media.add()
     bodies = [
-        f'{{"PayLoad": "data:image/png;{image}"}}',                          # names match case-insensitively
+        f'{{"PayLoad": "data:image/png;{image}"}}',  # names match case-insensitively
         f'{{"payload": "data:image/png;jan_unknown", "payload": "data:image/png;{image}"}}',  # the last one wins
-        f'{{"other": 1, "payload": "data:image/png;{image}"}} trailing',      # what follows is ignored
+        f'{{"other": 1, "payload": "data:image/png;{image}"}} trailing',  # what follows is ignored
     ]
     for data in bodies:
         status, _, raw = await resolve(http, media, data=data)
@@ -157,14 +168,33 @@ async def test_an_unknown_id_is_media_apis_404(media, http):
     for url in ("data:image/png;jan_01hqnotthere", f"data:image/png;{known} and data:image/png;jan_missing"):
         status, headers, raw = await resolve(http, media, {"payload": image_payload(url)})
         assert status == 404 and headers["Content-Type"] == "application/json; charset=utf-8"
-        assert json.loads(raw) == NOT_FOUND == {"code": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
-                                                "error": "media object not found", "message": "media object not found"}
+        assert (
+            json.loads(raw)
+            == NOT_FOUND
+            == {
+                "code": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                "error": "media object not found",
+                "message": "media object not found",
+            }
+        )
 
 
-@pytest.mark.parametrize("data", [
-    "", "   ", "not json", '{"payload": NaN}', '["payload"]', "null", "{}", '{"other": 1}', '{"payload": 1,}',
-    '{"payload" 1}', '{"payload": ',
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "",
+        "   ",
+        "not json",
+        '{"payload": NaN}',
+        '["payload"]',
+        "null",
+        "{}",
+        '{"other": 1}',
+        '{"payload": 1,}',
+        '{"payload" 1}',
+        '{"payload": ',
+    ],
+)
 async def test_an_unbindable_body_is_400(media, http, data):
     status, headers, raw = await resolve(http, media, data=data)
     assert status == 400 and headers["Content-Type"] == "application/json; charset=utf-8"
@@ -180,8 +210,7 @@ async def test_without_a_bearer_token_resolve_is_401(media, http, authorization)
     headers = {} if authorization is None else {"Authorization": authorization}
     # checked before the body is read: an invalid body without a token is a 401 too
     for body in ({"payload": None}, "not json"):
-        status, _, raw = await resolve(http, media, data=json.dumps(body) if isinstance(body, dict) else body,
-                                       headers=headers)
+        status, _, raw = await resolve(http, media, data=json.dumps(body) if isinstance(body, dict) else body, headers=headers)
         assert status == 401 and json.loads(raw) == {"error": "missing bearer token"}
     assert media.pending == 1
 
@@ -228,8 +257,12 @@ async def test_fail_answers_media_apis_and_kongs_own_bodies_once_each(media, htt
     assert media.pending == 5
     answers = [await resolve(http, media, body) for _ in range(5)]
     assert [(status, json.loads(raw)) for status, _, raw in answers] == [
-        (500, GENERIC_ERROR), (502, KONG_BODIES[502]), (504, KONG_BODIES[504]), (404, NOT_FOUND),
-        (429, KONG_BODIES[429])]
+        (500, GENERIC_ERROR),
+        (502, KONG_BODIES[502]),
+        (504, KONG_BODIES[504]),
+        (404, NOT_FOUND),
+        (429, KONG_BODIES[429]),
+    ]
     assert answers[0][1]["Content-Type"] == "application/json; charset=utf-8"
     assert json.loads(answers[0][2])["error"] == "failed to resolve media payload"
     assert answers[4][1]["Retry-After"] == "1"

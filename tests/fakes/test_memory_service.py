@@ -17,16 +17,29 @@ from tests.fakes.memory_service import FakeMemory
 
 USER, PROJECT, CONVERSATION = "user-1", "project-1", "conv-1"
 LOAD_BODY = {"user_id": USER, "query": "what do I like?"}
-OBSERVE_BODY = {"user_id": USER, "conversation_id": CONVERSATION,
-                "messages": [{"role": "user", "content": "I like tea", "created_at": "2025-01-02T03:04:05Z"},
-                             {"role": "assistant", "content": "Noted.", "created_at": "2025-01-02T03:04:06.5Z"}]}
+OBSERVE_BODY = {
+    "user_id": USER,
+    "conversation_id": CONVERSATION,
+    "messages": [
+        {"role": "user", "content": "I like tea", "created_at": "2025-01-02T03:04:05Z"},
+        {"role": "assistant", "content": "Noted.", "created_at": "2025-01-02T03:04:06.5Z"},
+    ],
+}
 GO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,5}[1-9])?Z")  # microseconds, zeros trimmed
 USER_FIELDS = ["id", "user_id", "scope", "key", "text", "score", "created_at", "updated_at", "similarity"]
-FACT_FIELDS = ["id", "project_id", "kind", "title", "text", "confidence", "source_conversation_id", "created_at",
-               "updated_at", "similarity"]
+FACT_FIELDS = [
+    "id",
+    "project_id",
+    "kind",
+    "title",
+    "text",
+    "confidence",
+    "source_conversation_id",
+    "created_at",
+    "updated_at",
+    "similarity",
+]
 EVENT_FIELDS = ["id", "user_id", "conversation_id", "time", "text", "kind", "created_at", "similarity"]
-
-
 
 
 @pytest.fixture
@@ -68,29 +81,54 @@ async def test_an_empty_store_answers_three_empty_lists(mem, http):
 
 
 async def test_load_answers_items_shaped_as_memory_tools_sends_them(mem, http):
-    mem.remember(core=[{"text": "likes tea", "key": "drink", "scope": "preference", "score": 4}],
-                 semantic=[("Stack", "Python 3.11")],
-                 episodic=[{"text": "asked about Lyon", "conversation_id": "c-9"}])
+    mem.remember(
+        core=[{"text": "likes tea", "key": "drink", "scope": "preference", "score": 4}],
+        semantic=[("Stack", "Python 3.11")],
+        episodic=[{"text": "asked about Lyon", "conversation_id": "c-9"}],
+    )
     body = await load(http, mem, project_id=PROJECT, conversation_id=CONVERSATION)
     assert list(body) == ["core_memory", "episodic_memory", "semantic_memory"]
 
     (core,) = body["core_memory"]
     assert list(core) == USER_FIELDS
     assert (core["user_id"], core["scope"], core["key"], core["text"], core["score"], core["similarity"]) == (
-        USER, "preference", "drink", "likes tea", 4, 0.9)
+        USER,
+        "preference",
+        "drink",
+        "likes tea",
+        4,
+        0.9,
+    )
     (fact,) = body["semantic_memory"]
     assert list(fact) == FACT_FIELDS
     assert (fact["project_id"], fact["kind"], fact["title"], fact["text"], fact["confidence"], fact["similarity"]) == (
-        PROJECT, "context", "Stack", "Python 3.11", 0.8, 0.9)
+        PROJECT,
+        "context",
+        "Stack",
+        "Python 3.11",
+        0.8,
+        0.9,
+    )
     (event,) = body["episodic_memory"]
     assert list(event) == EVENT_FIELDS[:2] + ["project_id"] + EVENT_FIELDS[2:]
     assert (event["user_id"], event["project_id"], event["conversation_id"], event["text"], event["kind"]) == (
-        USER, PROJECT, "c-9", "asked about Lyon", "interaction")
+        USER,
+        PROJECT,
+        "c-9",
+        "asked about Lyon",
+        "interaction",
+    )
 
     for item in (core, fact, event):
         uuid.UUID(item["id"])
-    for stamp in (core["created_at"], core["updated_at"], fact["created_at"], fact["updated_at"], event["time"],
-                  event["created_at"]):
+    for stamp in (
+        core["created_at"],
+        core["updated_at"],
+        fact["created_at"],
+        fact["updated_at"],
+        event["time"],
+        event["created_at"],
+    ):
         assert GO_TIME.fullmatch(stamp), stamp
 
 
@@ -109,11 +147,18 @@ async def test_project_facts_come_only_with_a_project_id(mem, http):
 
 
 async def test_min_similarity_filters_and_orders_best_first(mem, http):
-    mem.remember(core=[{"text": "weak", "similarity": 0.55}, {"text": "strong", "similarity": 0.95},
-                       {"text": "middling", "similarity": 0.7}],
-                 semantic=[{"title": "a", "text": "fact weak", "similarity": 0.4},
-                           {"title": "b", "text": "fact strong", "similarity": 0.8}],
-                 episodic=[{"text": "event weak", "similarity": 0.3}, {"text": "event strong", "similarity": 0.85}])
+    mem.remember(
+        core=[
+            {"text": "weak", "similarity": 0.55},
+            {"text": "strong", "similarity": 0.95},
+            {"text": "middling", "similarity": 0.7},
+        ],
+        semantic=[
+            {"title": "a", "text": "fact weak", "similarity": 0.4},
+            {"title": "b", "text": "fact strong", "similarity": 0.8},
+        ],
+        episodic=[{"text": "event weak", "similarity": 0.3}, {"text": "event strong", "similarity": 0.85}],
+    )
     default = await load(http, mem, project_id=PROJECT)  # min_similarity absent: 0.5
     assert texts(default["core_memory"]) == ["strong", "middling", "weak"]
     assert [item["similarity"] for item in default["core_memory"]] == [0.95, 0.7, 0.55]
@@ -126,11 +171,14 @@ async def test_min_similarity_filters_and_orders_best_first(mem, http):
 
 
 async def test_score_confidence_and_age_filter_as_memory_tools_does(mem, http):
-    mem.remember(core=[{"text": "low score", "score": 1, "similarity": 0.99}, {"text": "kept", "score": 2}],
-                 semantic=[{"title": "t", "text": "unsure", "confidence": 0.6, "similarity": 0.99},
-                           {"title": "t", "text": "sure", "confidence": 0.7}],
-                 episodic=[{"text": "old", "time": datetime.now(UTC) - timedelta(weeks=3), "similarity": 0.99},
-                           "recent"])
+    mem.remember(
+        core=[{"text": "low score", "score": 1, "similarity": 0.99}, {"text": "kept", "score": 2}],
+        semantic=[
+            {"title": "t", "text": "unsure", "confidence": 0.6, "similarity": 0.99},
+            {"title": "t", "text": "sure", "confidence": 0.7},
+        ],
+        episodic=[{"text": "old", "time": datetime.now(UTC) - timedelta(weeks=3), "similarity": 0.99}, "recent"],
+    )
     body = await load(http, mem, project_id=PROJECT)
     assert texts(body["core_memory"]) == ["kept"]
     assert texts(body["semantic_memory"]) == ["sure"]
@@ -138,30 +186,36 @@ async def test_score_confidence_and_age_filter_as_memory_tools_does(mem, http):
 
 
 async def test_max_items_truncate_with_20_by_default_and_no_limit_when_negative(mem, http):
-    mem.remember(core=[f"core {i}" for i in range(25)], semantic=[("t", f"fact {i}") for i in range(25)],
-                 episodic=[f"event {i}" for i in range(25)])
+    mem.remember(
+        core=[f"core {i}" for i in range(25)],
+        semantic=[("t", f"fact {i}") for i in range(25)],
+        episodic=[f"event {i}" for i in range(25)],
+    )
     default = await load(http, mem, project_id=PROJECT, options={"max_user_items": 0})
     assert [len(default[name]) for name in ("core_memory", "semantic_memory", "episodic_memory")] == [20, 20, 20]
 
-    small = await load(http, mem, project_id=PROJECT,
-                       options={"max_user_items": 2, "max_project_items": 3, "max_episodic_items": 1})
+    small = await load(
+        http, mem, project_id=PROJECT, options={"max_user_items": 2, "max_project_items": 3, "max_episodic_items": 1}
+    )
     assert [len(small[name]) for name in ("core_memory", "semantic_memory", "episodic_memory")] == [2, 3, 1]
 
-    unlimited = await load(http, mem, project_id=PROJECT,
-                           options={"max_user_items": -1, "max_project_items": -1, "max_episodic_items": -1})
+    unlimited = await load(
+        http, mem, project_id=PROJECT, options={"max_user_items": -1, "max_project_items": -1, "max_episodic_items": -1}
+    )
     assert [len(unlimited[name]) for name in ("core_memory", "semantic_memory", "episodic_memory")] == [25, 25, 25]
 
 
 async def test_a_list_that_comes_out_empty_falls_back_to_everything_of_its_kind(mem, http):
     old = datetime.now(UTC) - timedelta(weeks=3)
-    mem.remember(core=[{"text": "score 3", "score": 3}, {"text": "score 5", "score": 5},
-                       {"text": "also 3", "score": 3}],
-                 semantic=[{"title": "t", "text": "conf 0.75", "confidence": 0.75},
-                           {"title": "t", "text": "conf 0.9", "confidence": 0.9}],
-                 episodic=[{"text": "older", "time": old - timedelta(days=1)}, {"text": "newer", "time": old}],
-                 similarity=0.3)
-    status, _, raw = await call(http, mem, "/v1/memory/load",
-                                {**LOAD_BODY, "project_id": PROJECT, "options": {"min_similarity": 0.6}})
+    mem.remember(
+        core=[{"text": "score 3", "score": 3}, {"text": "score 5", "score": 5}, {"text": "also 3", "score": 3}],
+        semantic=[{"title": "t", "text": "conf 0.75", "confidence": 0.75}, {"title": "t", "text": "conf 0.9", "confidence": 0.9}],
+        episodic=[{"text": "older", "time": old - timedelta(days=1)}, {"text": "newer", "time": old}],
+        similarity=0.3,
+    )
+    status, _, raw = await call(
+        http, mem, "/v1/memory/load", {**LOAD_BODY, "project_id": PROJECT, "options": {"min_similarity": 0.6}}
+    )
     assert status == 200
     body = json.loads(raw)
     # user memory by score, then most recent (the order given); similarity 1, written as Go writes it
@@ -205,7 +259,7 @@ async def test_answers_are_written_as_go_json_encoder_writes_them(mem, http):
 async def test_load_decodes_request_bodies_as_go_does(mem, http):
     mem.remember(core=["likes tea"])
     bodies = [
-        b'{"USER_ID": "u", "Query": "q"}',                           # names match case-insensitively
+        b'{"USER_ID": "u", "Query": "q"}',  # names match case-insensitively
         b'{"user_id": "u", "query": "q", "unknown": [1, {"x": 2}]}',  # unknown fields ignored
         b'{"user_id": "u", "query": "q", "options": null} trailing',  # null is absent; what follows is ignored
     ]
@@ -218,21 +272,27 @@ async def test_load_decodes_request_bodies_as_go_does(mem, http):
 # -- validation --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "body", "message"), [
-    ("/v1/memory/load", {"query": "q"}, "user_id is required"),
-    ("/v1/memory/load", {"user_id": None, "query": "q"}, "user_id is required"),
-    ("/v1/memory/load", {"user_id": "u", "query": ""}, "query is required"),
-    ("/v1/memory/load", {"user_id": "u", "query": "q", "options": {"max_user_items": 5.0}}, "invalid request body"),
-    ("/v1/memory/load", {"user_id": "u", "query": "q", "options": {"min_similarity": "0.5"}}, "invalid request body"),
-    ("/v1/memory/load", {"user_id": 7, "query": "q"}, "invalid request body"),
-    ("/v1/memory/load", ["user_id", "query"], "invalid request body"),
-    ("/v1/memory/observe", {**OBSERVE_BODY, "user_id": ""}, "user_id is required"),
-    ("/v1/memory/observe", {**OBSERVE_BODY, "conversation_id": None}, "conversation_id is required"),
-    ("/v1/memory/observe", {**OBSERVE_BODY, "messages": []}, "messages are required"),
-    ("/v1/memory/observe", {**OBSERVE_BODY, "messages": [{"role": "user", "content": "x", "created_at": "2025-01-02"}]},
-     "invalid request body"),
-    ("/v1/memory/observe", {**OBSERVE_BODY, "messages": "hello"}, "invalid request body"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/v1/memory/load", {"query": "q"}, "user_id is required"),
+        ("/v1/memory/load", {"user_id": None, "query": "q"}, "user_id is required"),
+        ("/v1/memory/load", {"user_id": "u", "query": ""}, "query is required"),
+        ("/v1/memory/load", {"user_id": "u", "query": "q", "options": {"max_user_items": 5.0}}, "invalid request body"),
+        ("/v1/memory/load", {"user_id": "u", "query": "q", "options": {"min_similarity": "0.5"}}, "invalid request body"),
+        ("/v1/memory/load", {"user_id": 7, "query": "q"}, "invalid request body"),
+        ("/v1/memory/load", ["user_id", "query"], "invalid request body"),
+        ("/v1/memory/observe", {**OBSERVE_BODY, "user_id": ""}, "user_id is required"),
+        ("/v1/memory/observe", {**OBSERVE_BODY, "conversation_id": None}, "conversation_id is required"),
+        ("/v1/memory/observe", {**OBSERVE_BODY, "messages": []}, "messages are required"),
+        (
+            "/v1/memory/observe",
+            {**OBSERVE_BODY, "messages": [{"role": "user", "content": "x", "created_at": "2025-01-02"}]},
+            "invalid request body",
+        ),
+        ("/v1/memory/observe", {**OBSERVE_BODY, "messages": "hello"}, "invalid request body"),
+    ],
+)
 async def test_validation_errors_are_400_with_the_handlers_messages(mem, http, path, body, message):
     status, headers, raw = await call(http, mem, path, body, headers={"X-Request-ID": "req-42"})
     assert status == 400 and headers["Content-Type"] == "application/json"
@@ -240,9 +300,16 @@ async def test_validation_errors_are_400_with_the_handlers_messages(mem, http, p
     assert mem.observed == []
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"   ", b"not json", b"[", b'{"user_id": "u", "query": "q", "options": {"min_similarity": NaN}}',
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"   ",
+        b"not json",
+        b"[",
+        b'{"user_id": "u", "query": "q", "options": {"min_similarity": NaN}}',
+    ],
+)
 async def test_undecodable_bodies_are_invalid_request_body(mem, http, data):
     status, _, raw = await call(http, mem, "/v1/memory/load", data=data)
     assert status == 400 and json.loads(raw)["error"] == "invalid request body"
@@ -356,12 +423,15 @@ async def test_validation_errors_do_not_consume_the_queue(mem, http):
 # -- authentication and request ids ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("authorization", "message"), [
-    (None, "Missing authorization header"),
-    ("secret", "Invalid authorization header format"),
-    ("Basic secret", "Invalid authorization header format"),
-    ("Bearer wrong", "Invalid API key"),
-])
+@pytest.mark.parametrize(
+    ("authorization", "message"),
+    [
+        (None, "Missing authorization header"),
+        ("secret", "Invalid authorization header format"),
+        ("Basic secret", "Invalid authorization header format"),
+        ("Bearer wrong", "Invalid API key"),
+    ],
+)
 async def test_api_key_refusals_are_net_http_401s(http, authorization, message):
     async with running(FakeMemory(api_key="secret")) as mem:
         mem.fail(500)

@@ -30,8 +30,9 @@ async def running(**kwargs):
 
 def sdk(upstream: FakeOpenAIUpstream, api_key: str = "x", **kwargs) -> openai.AsyncOpenAI:
     """The SDK as a strict client: no retries, and every response checked against its models."""
-    return openai.AsyncOpenAI(base_url=f"{upstream.base_url}/v1", api_key=api_key, max_retries=0,
-                              _strict_response_validation=True, **kwargs)
+    return openai.AsyncOpenAI(
+        base_url=f"{upstream.base_url}/v1", api_key=api_key, max_retries=0, _strict_response_validation=True, **kwargs
+    )
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def sse_data(raw: bytes) -> list[str]:
     assert raw.endswith(b"\n\n")
     events = raw[:-2].split(b"\n\n")
     assert all(e.startswith(b"data: ") and b"\n" not in e for e in events), raw
-    return [e[len(b"data: "):].decode() for e in events]
+    return [e[len(b"data: ") :].decode() for e in events]
 
 
 def chunks_of(data: list[str]) -> list[dict]:
@@ -98,7 +99,12 @@ async def test_models_are_listed_as_vllm_lists_them(upstream, client, http):
     (card,) = body["data"]
     assert set(card) == {"id", "object", "created", "owned_by", "root", "parent", "max_model_len", "permission"}
     assert (card["id"], card["object"], card["root"], card["parent"], card["max_model_len"]) == (
-        MODEL, "model", MODEL, None, 32768)
+        MODEL,
+        "model",
+        MODEL,
+        None,
+        32768,
+    )
     assert isinstance(card["created"], int) and card["permission"][0]["object"] == "model_permission"
 
 
@@ -120,24 +126,44 @@ async def test_a_plain_completion_is_a_vllm_chat_completion(upstream, client, ht
     assert completion.id.startswith("chatcmpl-") and completion.model == MODEL
     assert completion.choices[0].message.content == "Bonjour !"
     assert completion.choices[0].finish_reason == "stop"
-    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.usage.total_tokens) == (
-        21, 4, 25)
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.usage.total_tokens) == (21, 4, 25)
 
     upstream.reply("Salut toi", usage=(7, 3))
     status, headers, raw = await post_chat(http, upstream, CHAT)
     assert status == 200 and headers["Content-Type"] == "application/json"
     body = json.loads(raw)
-    assert list(body) == ["id", "object", "created", "model", "choices", "service_tier", "system_fingerprint",
-                          "usage", "prompt_logprobs", "kv_transfer_params"]
+    assert list(body) == [
+        "id",
+        "object",
+        "created",
+        "model",
+        "choices",
+        "service_tier",
+        "system_fingerprint",
+        "usage",
+        "prompt_logprobs",
+        "kv_transfer_params",
+    ]
     assert body["object"] == "chat.completion" and isinstance(body["created"], int)
-    assert body["choices"] == [{
-        "index": 0,
-        "message": {"role": "assistant", "content": "Salut toi", "refusal": None, "annotations": None,
-                    "audio": None, "function_call": None, "tool_calls": [], "reasoning_content": None},
-        "logprobs": None, "finish_reason": "stop", "stop_reason": None,
-    }]
-    assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 10, "completion_tokens": 3,
-                             "prompt_tokens_details": None}
+    assert body["choices"] == [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Salut toi",
+                "refusal": None,
+                "annotations": None,
+                "audio": None,
+                "function_call": None,
+                "tool_calls": [],
+                "reasoning_content": None,
+            },
+            "logprobs": None,
+            "finish_reason": "stop",
+            "stop_reason": None,
+        }
+    ]
+    assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 10, "completion_tokens": 3, "prompt_tokens_details": None}
     assert b": " not in raw  # compact JSON, as pydantic writes it
 
 
@@ -185,11 +211,20 @@ async def test_a_stream_without_include_usage(upstream, http):
     assert all(c["object"] == "chat.completion.chunk" and c["model"] == MODEL for c in chunks)
     assert all("usage" not in c for c in chunks)
     assert [c["choices"][0]["delta"] for c in chunks] == [
-        {"role": "assistant", "content": ""}, {"content": "Il"}, {"content": " fait"}, {"content": " beau"},
-        {"content": ""}]
+        {"role": "assistant", "content": ""},
+        {"content": "Il"},
+        {"content": " fait"},
+        {"content": " beau"},
+        {"content": ""},
+    ]
     assert [c["choices"][0]["finish_reason"] for c in chunks] == [None] * 4 + ["stop"]
-    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {"content": ""}, "logprobs": None,
-                                        "finish_reason": "stop", "stop_reason": None}
+    assert chunks[-1]["choices"][0] == {
+        "index": 0,
+        "delta": {"content": ""},
+        "logprobs": None,
+        "finish_reason": "stop",
+        "stop_reason": None,
+    }
 
 
 async def test_a_stream_with_include_usage_ends_with_the_usage_chunk(upstream, client, http):
@@ -223,8 +258,7 @@ async def test_an_empty_stream_options_means_usage_for_vllm_not_for_openai(http)
 async def test_the_openai_flavour_streams_openai_chunks(http):
     async with running(flavour="openai", models=(MODEL,)) as up:
         up.reply("Hi")
-        status, headers, raw = await post_chat(
-            http, up, {**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+        status, headers, raw = await post_chat(http, up, {**CHAT, "stream": True, "stream_options": {"include_usage": True}})
     chunks = chunks_of(sse_data(raw))
     assert status == 200 and headers["x-request-id"].startswith("req_")
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
@@ -268,8 +302,7 @@ async def test_reasoning_streams_before_the_content(upstream, http):
     upstream.reply("42", reasoning="Je calcule vite")
     chunks = chunks_of(sse_data((await post_chat(http, upstream, {**CHAT, "stream": True}))[2]))
     deltas = [c["choices"][0]["delta"] for c in chunks]
-    assert deltas[1:4] == [{"reasoning_content": "Je"}, {"reasoning_content": " calcule"},
-                           {"reasoning_content": " vite"}]
+    assert deltas[1:4] == [{"reasoning_content": "Je"}, {"reasoning_content": " calcule"}, {"reasoning_content": " vite"}]
     assert deltas[4] == {"content": "42"}
 
 
@@ -279,8 +312,13 @@ async def test_reasoning_streams_before_the_content(upstream, http):
 async def test_an_unknown_model_gets_vllm_s_error_body(upstream, client, http):
     status, _, raw = await post_chat(http, upstream, {**CHAT, "model": "gpt-5"})
     assert status == 404
-    assert json.loads(raw) == {"object": "error", "message": "The model `gpt-5` does not exist.",
-                               "type": "NotFoundError", "param": None, "code": 404}
+    assert json.loads(raw) == {
+        "object": "error",
+        "message": "The model `gpt-5` does not exist.",
+        "type": "NotFoundError",
+        "param": None,
+        "code": 404,
+    }
     with pytest.raises(openai.NotFoundError) as caught:
         await ask(client, model="gpt-5")
     assert caught.value.type == "NotFoundError" and caught.value.code == "404"
@@ -292,9 +330,14 @@ async def test_an_unknown_model_gets_openai_s_error_body(http):
         with pytest.raises(openai.NotFoundError) as caught:
             await ask(c, model="gpt-5")
     assert status == 404
-    assert json.loads(raw) == {"error": {
-        "message": "The model `gpt-5` does not exist or you do not have access to it.",
-        "type": "invalid_request_error", "param": None, "code": "model_not_found"}}
+    assert json.loads(raw) == {
+        "error": {
+            "message": "The model `gpt-5` does not exist or you do not have access to it.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "model_not_found",
+        }
+    }
     assert caught.value.code == "model_not_found"
 
 
@@ -309,8 +352,9 @@ async def test_malformed_requests_are_refused_as_each_server_refuses_them(upstre
     status, _, raw = await post_chat(http, upstream, {**CHAT, "stream": True, "stream_options": "yes"})
     assert status == 400 and "'stream_options'" in json.loads(raw)["message"]
 
-    async with http.post(f"{upstream.base_url}/v1/chat/completions", data=b"{nope",
-                         headers={"Content-Type": "application/json"}) as resp:
+    async with http.post(
+        f"{upstream.base_url}/v1/chat/completions", data=b"{nope", headers={"Content-Type": "application/json"}
+    ) as resp:
         assert resp.status == 400 and "json_invalid" in (await resp.json())["message"]
 
     # vLLM's `model` is optional: the served model answers
@@ -343,8 +387,13 @@ async def test_behaviours_are_a_queue_then_the_default(upstream, client):
 async def test_fail_reproduces_vllm_s_error_bodies(upstream, client, http):
     upstream.fail(500)
     status, _, raw = await post_chat(http, upstream, CHAT)
-    assert status == 500 and json.loads(raw) == {"object": "error", "message": "Internal server error",
-                                                 "type": "InternalServerError", "param": None, "code": 500}
+    assert status == 500 and json.loads(raw) == {
+        "object": "error",
+        "message": "Internal server error",
+        "type": "InternalServerError",
+        "param": None,
+        "code": 500,
+    }
 
     upstream.fail(400)
     with pytest.raises(openai.BadRequestError) as caught:
@@ -407,8 +456,9 @@ async def test_garbage_is_a_200_that_is_not_json(upstream, client, http):
 async def test_a_stream_error_event_after_the_200(upstream, client, http):
     upstream.stream_error(after_chunks=2, message="CUDA out of memory")
     chunks = sse_data((await post_chat(http, upstream, {**CHAT, "stream": True}))[2])
-    assert json.loads(chunks[2]) == {"error": {"object": "error", "message": "CUDA out of memory",
-                                               "type": "BadRequestError", "param": None, "code": 400}}
+    assert json.loads(chunks[2]) == {
+        "error": {"object": "error", "message": "CUDA out of memory", "type": "BadRequestError", "param": None, "code": 400}
+    }
     assert chunks[3:] == ["[DONE]"]
 
     upstream.stream_error(after_chunks=1, message="boom")
@@ -440,7 +490,7 @@ async def test_delay_in_a_stream_sends_the_headers_then_waits(upstream, http):
         assert resp.status == 200 and time.monotonic() - started < 0.25
         first = await resp.content.readuntil(b"\n\n")
         assert time.monotonic() - started >= 0.3
-        assert json.loads(first[len(b"data: "):])["choices"][0]["delta"]["role"] == "assistant"
+        assert json.loads(first[len(b"data: ") :])["choices"][0]["delta"]["role"] == "assistant"
 
 
 async def test_stall_pauses_after_n_chunks_then_finishes(upstream, http):
@@ -453,7 +503,7 @@ async def test_stall_pauses_after_n_chunks_then_finishes(upstream, http):
         third = await resp.content.readuntil(b"\n\n")
         assert time.monotonic() - before >= 0.25
         rest = await resp.content.read()
-    assert json.loads(third[len(b"data: "):])["choices"][0]["delta"] == {"content": " !"}
+    assert json.loads(third[len(b"data: ") :])["choices"][0]["delta"] == {"content": " !"}
     assert rest.endswith(b"data: [DONE]\n\n")
     await eventually(lambda: upstream.active_streams == 0)
     assert not upstream.disconnected.is_set()
@@ -462,8 +512,11 @@ async def test_stall_pauses_after_n_chunks_then_finishes(upstream, http):
 async def test_a_client_read_timeout_during_a_stall_disconnects(upstream, http):
     upstream.stall(after_chunks=1, seconds=5)
     with pytest.raises(asyncio.TimeoutError):
-        async with http.post(f"{upstream.base_url}/v1/chat/completions", json={**CHAT, "stream": True},
-                             timeout=aiohttp.ClientTimeout(sock_read=0.2)) as resp:
+        async with http.post(
+            f"{upstream.base_url}/v1/chat/completions",
+            json={**CHAT, "stream": True},
+            timeout=aiohttp.ClientTimeout(sock_read=0.2),
+        ) as resp:
             await resp.read()
     await asyncio.wait_for(upstream.disconnected.wait(), 2)
     assert upstream.active_streams == 0
@@ -577,13 +630,25 @@ async def test_api_key_is_enforced_as_openai_enforces_it(http):
 
 async def test_requests_are_recorded_with_what_was_forwarded(upstream, client):
     await client.models.list()
-    await ask(client, stream=True, stream_options={"include_usage": True}, temperature=0.2, max_tokens=64,
-              extra_headers={"X-Trace": "t-1"})
+    await ask(
+        client,
+        stream=True,
+        stream_options={"include_usage": True},
+        temperature=0.2,
+        max_tokens=64,
+        extra_headers={"X-Trace": "t-1"},
+    )
     models, chat = upstream.requests
     assert (models["method"], models["path"], models["json"]) == ("GET", "/v1/models", None)
     assert (chat["method"], chat["path"]) == ("POST", "/v1/chat/completions")
-    assert chat["json"] == {"model": MODEL, "messages": HELLO, "stream": True,
-                            "stream_options": {"include_usage": True}, "temperature": 0.2, "max_tokens": 64}
+    assert chat["json"] == {
+        "model": MODEL,
+        "messages": HELLO,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.2,
+        "max_tokens": 64,
+    }
     assert chat["headers"]["authorization"] == "Bearer x" and chat["headers"]["x-trace"] == "t-1"
 
 

@@ -48,8 +48,7 @@ class Answer:
         return f"Answer({self.status}, {self.body!r}, events={self.events!r})"
 
 
-async def call(session: aiohttp.ClientSession, method: str, url: str, *, limit: float = REQUEST_LIMIT,
-               **kwargs: Any) -> Answer:
+async def call(session: aiohttp.ClientSession, method: str, url: str, *, limit: float = REQUEST_LIMIT, **kwargs: Any) -> Answer:
     """One request, read to its end, within ``limit`` seconds (asyncio.TimeoutError otherwise)."""
 
     async def run() -> Answer:
@@ -111,10 +110,16 @@ def chat_body(text: str, *, conversation: str | None = None, stream: bool = Fals
     return body
 
 
-async def chat(session: aiohttp.ClientSession, base: str, token: str, text: str, *,
-               conversation: str | None = None, stream: bool = False) -> Answer:
-    return await call(session, "POST", f"{base}/v1/chat/completions", headers=bearer(token),
-                      json=chat_body(text, conversation=conversation, stream=stream))
+async def chat(
+    session: aiohttp.ClientSession, base: str, token: str, text: str, *, conversation: str | None = None, stream: bool = False
+) -> Answer:
+    return await call(
+        session,
+        "POST",
+        f"{base}/v1/chat/completions",
+        headers=bearer(token),
+        json=chat_body(text, conversation=conversation, stream=stream),
+    )
 
 
 async def all_items(session: aiohttp.ClientSession, base: str, token: str, conversation: str) -> list[dict]:
@@ -123,8 +128,7 @@ async def all_items(session: aiohttp.ClientSession, base: str, token: str, conve
     after = None
     while True:
         params = {"order": "asc", "limit": "100", **({"after": after} if after else {})}
-        answer = await call(session, "GET", f"{base}/v1/conversations/{conversation}/items", params=params,
-                            headers=bearer(token))
+        answer = await call(session, "GET", f"{base}/v1/conversations/{conversation}/items", params=params, headers=bearer(token))
         assert answer.status == 200, answer
         found += answer.body["data"]
         if not answer.body["has_more"]:
@@ -142,7 +146,7 @@ def exchanges(items: list[dict]) -> list[tuple[dict, dict]]:
     shown = [(item["type"], item.get("role"), item_text(item)) for item in items]  # what a failure prints
     assert len(items) % 2 == 0, f"an odd number of items: half an exchange stored: {shown}"
     pairs = []
-    for user, assistant in zip(items[::2], items[1::2]):
+    for user, assistant in zip(items[::2], items[1::2], strict=True):
         assert (user["type"], user["role"]) == ("message", "user"), f"not whole exchanges in order: {shown}"
         assert (assistant["type"], assistant["role"]) == ("message", "assistant"), f"not whole exchanges in order: {shown}"
         pairs.append((user, assistant))
@@ -161,5 +165,9 @@ async def eventually_ready(session: aiohttp.ClientSession, base: str, *, within:
 
 def stream_finished_cleanly(answer: Answer) -> bool:
     events = answer.events or []
-    return (answer.status == 200 and bool(events) and events[-1] == "[DONE]"
-            and not any(isinstance(event, dict) and "error" in event for event in events))
+    return (
+        answer.status == 200
+        and bool(events)
+        and events[-1] == "[DONE]"
+        and not any(isinstance(event, dict) and "error" in event for event in events)
+    )

@@ -24,11 +24,20 @@ import aiohttp
 import pytest
 
 from llm_api.app import create_app
-from tests.fakes.loopback import running
 from tests.conftest import test_settings
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import DEFAULT_TEXT, FakeOpenAIUpstream
 from tests.hardening.support import (
-    Answer, all_items, bearer, call, chat, exchanges, guest, item_text, new_conversation, stream_finished_cleanly,
+    Answer,
+    all_items,
+    bearer,
+    call,
+    chat,
+    exchanges,
+    guest,
+    item_text,
+    new_conversation,
+    stream_finished_cleanly,
 )
 
 REQUESTS = 200
@@ -51,8 +60,12 @@ async def http():
 
 
 def streamed_text(answer: Answer) -> str:
-    return "".join(choice["delta"].get("content") or "" for event in answer.events if isinstance(event, dict)
-                   for choice in event.get("choices") or [])
+    return "".join(
+        choice["delta"].get("content") or ""
+        for event in answer.events
+        if isinstance(event, dict)
+        for choice in event.get("choices") or []
+    )
 
 
 def check_answer(answer: Answer, conversation: str, stream: bool) -> None:
@@ -69,13 +82,21 @@ def check_answer(answer: Answer, conversation: str, stream: bool) -> None:
 
 @pytest.mark.parametrize("instances", [1, 2], ids=["one-instance", "two-instances"])
 async def test_concurrent_chats_store_every_turn_once_in_order_and_never_across_users(
-        aiohttp_server, make_database, vllm, http, instances):
+    aiohttp_server, make_database, vllm, http, instances
+):
     dsn = make_database()
     bases = []
     for _ in range(instances):  # every instance on the same database
-        server = await aiohttp_server(create_app(test_settings(
-            dsn, VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_RETRIES=0, RATE_LIMIT_PER_MINUTE=0,
-        )))
+        server = await aiohttp_server(
+            create_app(
+                test_settings(
+                    dsn,
+                    VLLM_BASE_URL=f"{vllm.base_url}/v1",
+                    UPSTREAM_RETRIES=0,
+                    RATE_LIMIT_PER_MINUTE=0,
+                )
+            )
+        )
         bases.append(str(server.make_url("")).rstrip("/"))
 
     users = [await guest(http, bases[index % instances]) for index in range(len(OWNED))]
@@ -90,8 +111,15 @@ async def test_concurrent_chats_store_every_turn_once_in_order_and_never_across_
     plan = []
     for n in range(REQUESTS):
         conversation, turn = conversations[n % len(conversations)], n // len(conversations)
-        plan.append({"text": f"req-{n:03d}", "conversation": conversation, "stream": turn % 2 == 0,
-                     "base": bases[(turn // 2) % instances], "token": users[owner[conversation]]["access_token"]})
+        plan.append(
+            {
+                "text": f"req-{n:03d}",
+                "conversation": conversation,
+                "stream": turn % 2 == 0,
+                "base": bases[(turn // 2) % instances],
+                "token": users[owner[conversation]]["access_token"],
+            }
+        )
     random.Random(7).shuffle(plan)
     # Every answer held back a moment: all 200 are in flight together, and their exchanges reach the
     # database in one rush, 20 at a time into each conversation.
@@ -99,11 +127,17 @@ async def test_concurrent_chats_store_every_turn_once_in_order_and_never_across_
         vllm.delay(PROVIDER_DELAY)
 
     async def send(request: dict) -> Answer:
-        return await chat(http, request["base"], request["token"], request["text"],
-                          conversation=request["conversation"], stream=request["stream"])
+        return await chat(
+            http,
+            request["base"],
+            request["token"],
+            request["text"],
+            conversation=request["conversation"],
+            stream=request["stream"],
+        )
 
     answers = await asyncio.wait_for(asyncio.gather(*(send(request) for request in plan)), LOAD_LIMIT)
-    for request, answer in zip(plan, answers):
+    for request, answer in zip(plan, answers, strict=True):
         check_answer(answer, request["conversation"], request["stream"])
     assert sum(1 for r in vllm.requests if r["path"] == "/v1/chat/completions") == REQUESTS
 

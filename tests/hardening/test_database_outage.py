@@ -25,12 +25,25 @@ import aiohttp
 import pytest
 
 from llm_api.app import create_app
-from tests.fakes.loopback import running
 from tests.conftest import TEST_SECRET_KEY, free_port, test_settings
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.hardening.support import (
-    Answer, all_items, assert_database_unavailable, assert_normal_or_unavailable, bearer, call, chat, exchanges,
-    eventually_ready, guest, item_text, new_conversation, proxy_to, stream_finished_cleanly, through,
+    Answer,
+    all_items,
+    assert_database_unavailable,
+    assert_normal_or_unavailable,
+    bearer,
+    call,
+    chat,
+    eventually_ready,
+    exchanges,
+    guest,
+    item_text,
+    new_conversation,
+    proxy_to,
+    stream_finished_cleanly,
+    through,
 )
 
 PROVIDER_DELAY = 3.0  # s the provider takes to answer the chats in flight: the cut comes meanwhile
@@ -76,19 +89,23 @@ async def other_requests(http: aiohttp.ClientSession, base: str, token: str, con
     kinds = {
         "list": call(http, "GET", f"{base}/v1/conversations", headers=bearer(token)),
         "items": call(http, "GET", f"{base}/v1/conversations/{conversation}/items", headers=bearer(token)),
-        "settings": call(http, "PATCH", f"{base}/v1/users/me/settings", headers=bearer(token),
-                         json={"profile_settings": {"occupation": "lighthouse keeper"}}),
+        "settings": call(
+            http,
+            "PATCH",
+            f"{base}/v1/users/me/settings",
+            headers=bearer(token),
+            json={"profile_settings": {"occupation": "lighthouse keeper"}},
+        ),
         "login": call(http, "POST", f"{base}/auth/guest-login"),
     }
     answers = await asyncio.gather(*kinds.values())
-    return dict(zip(kinds, answers))
+    return dict(zip(kinds, answers, strict=True))
 
 
 NORMAL = {"list": 200, "items": 200, "settings": 200, "login": 201}
 
 
-async def outage_scenario(http: aiohttp.ClientSession, base: str, proxy, vllm: FakeOpenAIUpstream,
-                          alive=lambda: True) -> None:
+async def outage_scenario(http: aiohttp.ClientSession, base: str, proxy, vllm: FakeOpenAIUpstream, alive=lambda: True) -> None:
     """The whole story against the service at ``base``; ``alive()`` says whether its process still runs."""
     me = await guest(http, base)
     token = me["access_token"]
@@ -120,7 +137,7 @@ async def outage_scenario(http: aiohttp.ClientSession, base: str, proxy, vllm: F
         for kind, answer in answers.items():
             assert_normal_or_unavailable(answer, NORMAL[kind])
     during = await other_requests(http, base, token, plain_conv)  # well after the cut: none can succeed
-    for kind, answer in during.items():
+    for answer in during.values():
         assert_database_unavailable(answer)
     assert_database_unavailable(await chat(http, base, token, "during the outage", conversation=plain_conv))
     assert_normal_or_unavailable(await chat(http, base, token, "during the outage, no conversation"), 200)
@@ -134,8 +151,15 @@ async def outage_scenario(http: aiohttp.ClientSession, base: str, proxy, vllm: F
     assert cut_short.events[-1] == "[DONE]", cut_short
     errors = [event for event in cut_short.events if isinstance(event, dict) and "error" in event]
     assert len(errors) == 1, cut_short
-    assert "".join(choice["delta"].get("content") or "" for event in cut_short.events if isinstance(event, dict)
-                   for choice in event.get("choices") or []) == "Bonjour !", cut_short  # the answer came first
+    assert (
+        "".join(
+            choice["delta"].get("content") or ""
+            for event in cut_short.events
+            if isinstance(event, dict)
+            for choice in event.get("choices") or []
+        )
+        == "Bonjour !"
+    ), cut_short  # the answer came first
     assert_database_unavailable(Answer(503, {"Retry-After": "1"}, errors[0]))
     assert (await call(http, "GET", f"{base}/v1/healthz")).status == 200
     assert (await call(http, "GET", f"{base}/v1/readyz")).status == 503
@@ -168,7 +192,8 @@ async def outage_scenario(http: aiohttp.ClientSession, base: str, proxy, vllm: F
 
 
 async def test_an_outage_with_requests_in_flight_is_a_clear_503_and_recovers_without_restart(
-        aiohttp_server, database, vllm, http):
+    aiohttp_server, database, vllm, http
+):
     dsn, proxy = database
     settings = test_settings(through(dsn, proxy), VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_RETRIES=0)
     server = await aiohttp_server(create_app(settings))
@@ -210,12 +235,16 @@ async def served(database, vllm, tmp_path):
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("DB_POSTGRESQL", "PG"))}
     environment.update(
-        DB_POSTGRESQL_WRITE_DSN=through(dsn, proxy), LLM_API_SECRET_KEY=TEST_SECRET_KEY, HTTP_PORT=str(port),
-        HTTP_HOST="127.0.0.1", VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_RETRIES="0", RATE_LIMIT_PER_MINUTE="0",
+        DB_POSTGRESQL_WRITE_DSN=through(dsn, proxy),
+        LLM_API_SECRET_KEY=TEST_SECRET_KEY,
+        HTTP_PORT=str(port),
+        HTTP_HOST="127.0.0.1",
+        VLLM_BASE_URL=f"{vllm.base_url}/v1",
+        UPSTREAM_RETRIES="0",
+        RATE_LIMIT_PER_MINUTE="0",
     )
     log = (tmp_path / "serve.log").open("w")  # a file, not a pipe: a full pipe would block the process
-    process = subprocess.Popen([sys.executable, "-m", "llm_api", "serve"], env=environment, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, "-m", "llm_api", "serve"], env=environment, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -226,7 +255,7 @@ async def served(database, vllm, tmp_path):
                 try:
                     if (await call(session, "GET", f"{base}/v1/readyz", limit=5)).status == 200:
                         break
-                except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientConnectionError):
                     pass
                 await asyncio.sleep(0.1)
         yield base, process

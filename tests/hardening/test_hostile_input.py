@@ -37,9 +37,9 @@ import pytest
 
 from llm_api.app import create_app
 from llm_api.schemas.operations import OPERATIONS
-from tests.fakes.loopback import running
 from tests.conftest import test_settings
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.sql import query, query_dicts
 
@@ -53,8 +53,16 @@ PREFIXES = ("", "/llm")
 WELL_FORMED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # Tables that hold what callers send; a refused request must leave each exactly as it was.
-CONTENT_TABLES = ("users", "api_keys", "refresh_tokens", "projects", "conversations", "conversation_items",
-                  "user_settings", "providers")
+CONTENT_TABLES = (
+    "users",
+    "api_keys",
+    "refresh_tokens",
+    "projects",
+    "conversations",
+    "conversation_items",
+    "user_settings",
+    "providers",
+)
 ALL_TABLES = CONTENT_TABLES + ("service_state", "signing_keys", "rate_limits")
 # Columns that record that a request was made at all (authentication touches them), not what it asked.
 VOLATILE_COLUMNS = {"last_seen_at", "last_used_at"}
@@ -67,6 +75,7 @@ BODY_IDS = [op.operation_id for op in BODY_OPERATIONS]
 
 # --- the database ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def dsn(make_database) -> str:
     """One database for this module: whole-table snapshots see only what these tests did."""
@@ -78,8 +87,10 @@ def snapshot(dsn: str) -> dict[str, list[dict]]:
     tables = {}
     for table in CONTENT_TABLES:
         rows = query_dicts(dsn, f"SELECT * FROM llm_api.{table}")
-        cleaned = [{k: (bytes(v) if isinstance(v, memoryview) else v) for k, v in row.items() if k not in VOLATILE_COLUMNS}
-                   for row in rows]
+        cleaned = [
+            {k: (bytes(v) if isinstance(v, memoryview) else v) for k, v in row.items() if k not in VOLATILE_COLUMNS}
+            for row in rows
+        ]
         tables[table] = sorted(cleaned, key=repr)
     return tables
 
@@ -94,6 +105,7 @@ def tables_exist(dsn: str) -> list[str]:
 
 
 # --- answers ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Answer:
@@ -120,8 +132,16 @@ def envelope(answer: Answer, *statuses: int) -> dict:
     return body["error"]
 
 
-async def ask(client, method: str, path: str, *, headers: dict | None = None, json_body: Any = None,
-              data: bytes | None = None, params: Any = None) -> Answer:
+async def ask(
+    client,
+    method: str,
+    path: str,
+    *,
+    headers: dict | None = None,
+    json_body: Any = None,
+    data: bytes | None = None,
+    params: Any = None,
+) -> Answer:
     """One request through the aiohttp test client (which normalises the URL)."""
     kwargs: dict[str, Any] = {"headers": headers or {}, "params": params}
     if json_body is not None:
@@ -130,12 +150,18 @@ async def ask(client, method: str, path: str, *, headers: dict | None = None, js
         kwargs["data"] = data
     response = await client.request(method, path, **kwargs)
     body = await response.read()
-    return Answer(response.status, {k.lower(): v for k, v in response.headers.items()},
-                  [k.lower() for k in response.headers.keys()], b"", body)
+    return Answer(
+        response.status,
+        {k.lower(): v for k, v in response.headers.items()},
+        [k.lower() for k in response.headers.keys()],
+        b"",
+        body,
+    )
 
 
-async def raw_http(port: int, method: str, target: bytes, headers: list[bytes] = (), body: bytes | None = None,
-                   *, chunked: bool = False) -> Answer:
+async def raw_http(
+    port: int, method: str, target: bytes, headers: list[bytes] = (), body: bytes | None = None, *, chunked: bool = False
+) -> Answer:
     """One request written byte for byte on a socket: nothing normalised, nothing refused on our side."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -144,7 +170,7 @@ async def raw_http(port: int, method: str, target: bytes, headers: list[bytes] =
         if body is not None and chunked:
             lines.append(b"Transfer-Encoding: chunked")
             for start in range(0, len(body), 1024):
-                piece = body[start:start + 1024]
+                piece = body[start : start + 1024]
                 payload += f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
             payload += b"0\r\n\r\n"
         elif body is not None:
@@ -176,11 +202,12 @@ def _dechunked(data: bytes) -> bytes:
         size = int(size_line.split(b";")[0], 16)
         if size == 0:
             break
-        out, data = out + data[:size], data[size + 2:]
+        out, data = out + data[:size], data[size + 2 :]
     return out
 
 
 # --- the world: a guest with one of everything, an administrator, a fake provider -------------------------
+
 
 @dataclass
 class World:
@@ -215,18 +242,41 @@ async def make_world(aiohttp_client, dsn: str, vllm: FakeOpenAIUpstream, **env) 
     settings = test_settings(dsn, ADMIN_API_KEY=ADMIN_KEY, VLLM_BASE_URL=f"{vllm.base_url}/v1", UPSTREAM_RETRIES=0, **env)
     client = await aiohttp_client(create_app(settings))
     tokens = (await ask(client, "POST", "/auth/guest-login")).json()
-    world = World(client, dsn, vllm, tokens, {"Authorization": f"Bearer {tokens['access_token']}"},
-                  {"Authorization": f"Bearer {ADMIN_KEY}"})
+    world = World(
+        client, dsn, vllm, tokens, {"Authorization": f"Bearer {tokens['access_token']}"}, {"Authorization": f"Bearer {ADMIN_KEY}"}
+    )
     project = await expect(world, "POST", "/v1/projects", 201, {"name": f"project {secrets.token_hex(4)}"})
-    conversation = await expect(world, "POST", "/v1/conversations", 200, {
-        "title": "world", "project_id": project["id"], "items": [{"type": "message", "role": "user", "content": "hello"}]})
+    conversation = await expect(
+        world,
+        "POST",
+        "/v1/conversations",
+        200,
+        {"title": "world", "project_id": project["id"], "items": [{"type": "message", "role": "user", "content": "hello"}]},
+    )
     items = await expect(world, "GET", f"/v1/conversations/{conversation['id']}/items", 200)
     key = await expect(world, "POST", "/auth/api-keys", 201, {"name": "world key"})
-    provider = await expect(world, "POST", "/v1/admin/providers", 201, {
-        "name": f"target-{secrets.token_hex(4)}", "vendor": "openai_compatible", "base_url": "http://127.0.0.1:9/v1",
-        "models": ["target-model"]}, headers=world.admin)
-    world.ids.update(conversation_id=conversation["id"], item_id=items["data"][0]["id"], project_id=project["id"],
-                     key_id=key["id"], provider_id=provider["id"], model_id="jan-v1-4b", model_public_id=VLLM_MODEL)
+    provider = await expect(
+        world,
+        "POST",
+        "/v1/admin/providers",
+        201,
+        {
+            "name": f"target-{secrets.token_hex(4)}",
+            "vendor": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "models": ["target-model"],
+        },
+        headers=world.admin,
+    )
+    world.ids.update(
+        conversation_id=conversation["id"],
+        item_id=items["data"][0]["id"],
+        project_id=project["id"],
+        key_id=key["id"],
+        provider_id=provider["id"],
+        model_id="jan-v1-4b",
+        model_public_id=VLLM_MODEL,
+    )
     missing = {name for op in OPERATIONS.values() for name in op.path_params} - set(world.ids)
     assert not missing, f"this test does not know how to fill the path parameters {missing}: extend make_world"
     return world
@@ -259,14 +309,23 @@ async def small_world(aiohttp_client, dsn, vllm) -> World:
 # Every string a caller can have stored is in it. A new body-taking operation fails
 # test_every_body_operation_has_a_baseline until it is described here.
 
+
 def _items() -> list[dict]:
     return [
         {"type": "message", "role": "user", "content": "plain text"},
-        {"type": "message", "role": "assistant", "content": [
-            {"type": "output_text", "text": "answer text",
-             "annotations": [{"type": "url_citation", "url": "https://example.com/a", "title": "cited title"}]}]},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "output_text",
+                    "text": "answer text",
+                    "annotations": [{"type": "url_citation", "url": "https://example.com/a", "title": "cited title"}],
+                }
+            ],
+        },
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "part text"}]},
-        {"type": "function_call", "call_id": "call_abc", "name": "lookup", "arguments": "{\"q\": \"query\"}"},
+        {"type": "function_call", "call_id": "call_abc", "name": "lookup", "arguments": '{"q": "query"}'},
         {"type": "function_call_output", "call_id": "call_abc", "output": "tool output"},
     ]
 
@@ -277,34 +336,69 @@ def baseline(op_id: str, world: World) -> dict:
         "logout": {"refresh_token": "rt_unknown_token"},
         "createApiKey": {"name": "key name"},
         "createChatCompletion": {
-            "model": VLLM_MODEL, "conversation": world.ids["conversation_id"],
-            "metadata": {"meta_key": "meta value"}, "user": "end user", "stop": ["STOP"],
-            "tools": [{"type": "function", "function": {"name": "lookup", "description": "looks up",
-                                                        "parameters": {"type": "object", "title": "lookup args"}}}],
+            "model": VLLM_MODEL,
+            "conversation": world.ids["conversation_id"],
+            "metadata": {"meta_key": "meta value"},
+            "user": "end user",
+            "stop": ["STOP"],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "lookup",
+                        "description": "looks up",
+                        "parameters": {"type": "object", "title": "lookup args"},
+                    },
+                }
+            ],
             "messages": [
                 {"role": "system", "content": "system text"},
                 {"role": "user", "content": "earlier question", "name": "alice"},
-                {"role": "assistant", "content": "earlier answer", "tool_calls": [
-                    {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\": \"x\"}"}}]},
+                {
+                    "role": "assistant",
+                    "content": "earlier answer",
+                    "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "x"}'}}
+                    ],
+                },
                 {"role": "tool", "tool_call_id": "call_1", "content": "tool result"},
                 {"role": "user", "content": [{"type": "text", "text": "last question"}]},
-            ]},
-        "createConversation": {"title": "conversation title", "metadata": {"meta_key": "meta value"},
-                               "referrer": "jan-web", "items": _items()},
+            ],
+        },
+        "createConversation": {
+            "title": "conversation title",
+            "metadata": {"meta_key": "meta value"},
+            "referrer": "jan-web",
+            "items": _items(),
+        },
         "updateConversation": {"title": "new title", "metadata": {"meta_key": "meta value"}},
         "createConversationItems": {"items": _items()},
         "createProject": {"name": f"project name {secrets.token_hex(3)}", "instruction": "project instruction"},
         "updateProject": {"name": f"renamed project {secrets.token_hex(3)}", "instruction": "new instruction"},
-        "createProvider": {"name": f"prov-{secrets.token_hex(3)}", "vendor": "openai_compatible",
-                           "base_url": "http://127.0.0.1:9/v1", "api_key": "provider-secret-key",
-                           "models": ["model-one"], "aliases": {"alias-one": "model-one"},
-                           "metadata": {"meta_key": "meta value"}},
-        "updateProvider": {"api_key": "provider-secret-key", "models": ["model-two"], "aliases": {"alias-two": "model-two"},
-                           "metadata": {"meta_key": "meta value"}},
+        "createProvider": {
+            "name": f"prov-{secrets.token_hex(3)}",
+            "vendor": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "api_key": "provider-secret-key",
+            "models": ["model-one"],
+            "aliases": {"alias-one": "model-one"},
+            "metadata": {"meta_key": "meta value"},
+        },
+        "updateProvider": {
+            "api_key": "provider-secret-key",
+            "models": ["model-two"],
+            "aliases": {"alias-two": "model-two"},
+            "metadata": {"meta_key": "meta value"},
+        },
         "updateUserSettings": {
-            "profile_settings": {"custom_instructions": "custom instructions", "nick_name": "nick",
-                                 "occupation": "occupation", "more_about_you": "about me"},
-            "preferences": {"pref_key": "pref value", "pref_list": ["listed value"]}},
+            "profile_settings": {
+                "custom_instructions": "custom instructions",
+                "nick_name": "nick",
+                "occupation": "occupation",
+                "more_about_you": "about me",
+            },
+            "preferences": {"pref_key": "pref value", "pref_list": ["listed value"]},
+        },
     }
     return bodies[op_id]
 
@@ -369,6 +463,7 @@ def test_every_body_operation_has_a_baseline():
 # (a) bodies over the limit
 # ============================================================================================================
 
+
 def oversized_body(limit: int) -> bytes:
     return json.dumps({"padding": "x" * (limit + 1)}).encode()
 
@@ -379,9 +474,14 @@ async def test_a_body_over_the_limit_is_413(small_world, op):
     before = snapshot(world.dsn)
     for prefix in PREFIXES:
         for chunked in (False, True):  # with Content-Length, and without (the limit counts what arrives)
-            answer = await raw_http(world.port, op.method, world.path(op, prefix).encode(),
-                                    [*world.credential_lines(op), b"Content-Type: application/json"],
-                                    oversized_body(SMALL_LIMIT), chunked=chunked)
+            answer = await raw_http(
+                world.port,
+                op.method,
+                world.path(op, prefix).encode(),
+                [*world.credential_lines(op), b"Content-Type: application/json"],
+                oversized_body(SMALL_LIMIT),
+                chunked=chunked,
+            )
             error = envelope(answer, 413)
             assert str(SMALL_LIMIT) in error["message"], (prefix, chunked, error)
             assert error["type"] == "invalid_request_error", (prefix, chunked, error)
@@ -397,8 +497,9 @@ async def test_a_body_exactly_at_the_limit_is_read(small_world, op):
     body = json.dumps(baseline(op.operation_id, world)).encode()
     body = body[:-1] + b" " * (SMALL_LIMIT - len(body)) + b"}"
     assert len(body) == SMALL_LIMIT
-    answer = await raw_http(world.port, op.method, world.path(op).encode(),
-                            [*world.credential_lines(op), b"Content-Type: application/json"], body)
+    answer = await raw_http(
+        world.port, op.method, world.path(op).encode(), [*world.credential_lines(op), b"Content-Type: application/json"], body
+    )
     assert answer.status != 413 and answer.status < 500, answer
 
 
@@ -412,9 +513,13 @@ async def test_a_compressed_body_is_limited_by_what_it_inflates_to(small_world, 
     packed = compress(inflated)
     assert len(packed) < SMALL_LIMIT
     before = snapshot(world.dsn)
-    answer = await raw_http(world.port, "POST", world.path(op).encode(),
-                            [*world.credential_lines(op), b"Content-Type: application/json",
-                             f"Content-Encoding: {encoding}".encode()], packed)
+    answer = await raw_http(
+        world.port,
+        "POST",
+        world.path(op).encode(),
+        [*world.credential_lines(op), b"Content-Type: application/json", f"Content-Encoding: {encoding}".encode()],
+        packed,
+    )
     envelope(answer, 413)
     assert_unchanged(before, snapshot(world.dsn), encoding)
 
@@ -439,8 +544,13 @@ NESTINGS = {
 async def test_deeply_nested_json_is_400(world, op):
     before = snapshot(world.dsn)
     for nesting, data in NESTINGS.items():
-        answer = await ask(world.client, op.method, world.path(op), data=data,
-                           headers={**world.credentials(op), "Content-Type": "application/json"})
+        answer = await ask(
+            world.client,
+            op.method,
+            world.path(op),
+            data=data,
+            headers={**world.credentials(op), "Content-Type": "application/json"},
+        )
         error = envelope(answer, 400)
         assert error["param"] in ("body", "metadata"), (nesting, error)
         assert error["code"] in ("invalid_json", "invalid_value"), (nesting, error)
@@ -455,17 +565,24 @@ async def test_deep_nesting_inside_tool_call_arguments_is_400(aiohttp_client, ds
     claude = FakeAnthropic(api_key=ANTHROPIC_KEY)
     await claude.start()
     try:
-        world = await make_world(aiohttp_client, dsn, vllm, ANTHROPIC_API_KEY=ANTHROPIC_KEY,
-                                 ANTHROPIC_BASE_URL=f"{claude.base_url}/v1")
+        world = await make_world(
+            aiohttp_client, dsn, vllm, ANTHROPIC_API_KEY=ANTHROPIC_KEY, ANTHROPIC_BASE_URL=f"{claude.base_url}/v1"
+        )
         models = (await ask(world.client, "GET", "/v1/models", headers=world.user)).json()["data"]
         [model] = [m["id"] for m in models if m["id"].startswith("anthropic/")][:1]
         calls_before = len(claude.requests)
         for arguments in ("[" * DEPTH, "[" * DEPTH + "]" * DEPTH, '{"a":' * DEPTH + "1" + "}" * DEPTH):
-            body = {"model": model, "messages": [
-                {"role": "user", "content": "hi"},
-                {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function",
-                                                      "function": {"name": "f", "arguments": arguments}}]},
-                {"role": "tool", "tool_call_id": "call_1", "content": "out"}]}
+            body = {
+                "model": model,
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": arguments}}],
+                    },
+                    {"role": "tool", "tool_call_id": "call_1", "content": "out"},
+                ],
+            }
             error = envelope(await ask(world.client, "POST", "/v1/chat/completions", headers=world.user, json_body=body), 400)
             assert error["param"] == "messages" and error["code"] == "invalid_tool_arguments", error
         assert len([r for r in claude.requests[calls_before:] if r["path"].endswith("/messages")]) == 0
@@ -478,7 +595,7 @@ async def test_deep_nesting_inside_tool_call_arguments_is_400(aiohttp_client, ds
         answer = await ask(world.client, "POST", "/v1/chat/completions", headers=world.user, json_body={**body, "stream": True})
         assert answer.status in (200, 502), answer
         if answer.status == 200:
-            events = [line[len(b"data: "):] for line in answer.body.split(b"\n") if line.startswith(b"data: ")]
+            events = [line[len(b"data: ") :] for line in answer.body.split(b"\n") if line.startswith(b"data: ")]
             assert events[-1] == b"[DONE]" and json.loads(events[-2])["error"]["code"] == "invalid_upstream_response", answer
         else:
             assert envelope(answer, 502)["code"] == "invalid_upstream_response"
@@ -494,7 +611,7 @@ async def test_a_provider_answering_deeply_nested_json_is_a_502(world, stream):
     answer = await ask(world.client, "POST", "/v1/chat/completions", headers=world.user, json_body=body)
     if stream:  # the stream had begun (the role chunk): the failure is its last event, then [DONE]
         assert answer.status == 200, answer
-        events = [line[len(b"data: "):] for line in answer.body.split(b"\n") if line.startswith(b"data: ")]
+        events = [line[len(b"data: ") :] for line in answer.body.split(b"\n") if line.startswith(b"data: ")]
         assert events[-1] == b"[DONE]" and json.loads(events[-2])["error"]["code"] == "invalid_upstream_response", answer
     else:
         assert envelope(answer, 502)["code"] == "invalid_upstream_response"
@@ -506,6 +623,7 @@ async def test_a_provider_answering_deeply_nested_json_is_a_502(world, stream):
 # ============================================================================================================
 # (c) huge arrays
 # ============================================================================================================
+
 
 def chat_messages(count: int) -> list[dict]:
     return [{"role": "user", "content": "m"}] * count
@@ -529,26 +647,47 @@ async def test_a_chat_with_too_many_messages_is_400(world, count):
 
 async def test_a_chat_at_the_message_limit_is_served(world):
     world.vllm.reply("fine")
-    answer = await ask(world.client, "POST", "/v1/chat/completions", headers=world.user,
-                       json_body={"model": VLLM_MODEL, "messages": chat_messages(2048)})
+    answer = await ask(
+        world.client,
+        "POST",
+        "/v1/chat/completions",
+        headers=world.user,
+        json_body={"model": VLLM_MODEL, "messages": chat_messages(2048)},
+    )
     assert answer.status == 200, answer
     assert len(world.vllm.requests[-1]["json"]["messages"]) == 2048
 
 
-@pytest.mark.parametrize("op_id,body,param", [
-    ("createConversation", {"items": [{"role": "user", "content": "x"}] * 21}, "items"),
-    ("createConversationItems", {"items": [{"role": "user", "content": "x"}] * 21}, "items"),
-    ("createConversationItems", {"items": [{"role": "user", "content": [{"type": "input_text", "text": "x"}] * 101}]},
-     "items[0].content"),
-    ("createConversation", {"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
-    ("updateUserSettings", {"preferences": {f"k{i}": "v" for i in range(65)}}, "preferences"),
-    ("updateUserSettings", {"preferences": {"k": ["v"] * 65}}, "preferences.k"),
-    ("createChatCompletion", {"model": VLLM_MODEL, "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}] * 257}]},
-     "messages[0].content"),
-    ("createChatCompletion", {"model": VLLM_MODEL, "messages": [{"role": "user", "content": "x"}],
-                              "tools": [{"type": "function", "function": {"name": "f"}}] * 129}, "tools"),
-    ("updateProvider", {"models": ["m"] * 1001}, "models"),
-])
+@pytest.mark.parametrize(
+    "op_id,body,param",
+    [
+        ("createConversation", {"items": [{"role": "user", "content": "x"}] * 21}, "items"),
+        ("createConversationItems", {"items": [{"role": "user", "content": "x"}] * 21}, "items"),
+        (
+            "createConversationItems",
+            {"items": [{"role": "user", "content": [{"type": "input_text", "text": "x"}] * 101}]},
+            "items[0].content",
+        ),
+        ("createConversation", {"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+        ("updateUserSettings", {"preferences": {f"k{i}": "v" for i in range(65)}}, "preferences"),
+        ("updateUserSettings", {"preferences": {"k": ["v"] * 65}}, "preferences.k"),
+        (
+            "createChatCompletion",
+            {"model": VLLM_MODEL, "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}] * 257}]},
+            "messages[0].content",
+        ),
+        (
+            "createChatCompletion",
+            {
+                "model": VLLM_MODEL,
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}] * 129,
+            },
+            "tools",
+        ),
+        ("updateProvider", {"models": ["m"] * 1001}, "models"),
+    ],
+)
 async def test_arrays_and_maps_over_their_limits_are_400(world, op_id, body, param):
     op = OPERATIONS[op_id]
     before = snapshot(world.dsn)
@@ -562,8 +701,8 @@ def _schema_text(name: str) -> str:
 
     text = spec_bytes().decode()
     start = text.index(f"\n    {name}:\n")
-    end = re.search(r"\n    [A-Za-z]+:\n", text[start + 1:])
-    return text[start:start + 1 + end.start()] if end else text[start:]
+    end = re.search(r"\n    [A-Za-z]+:\n", text[start + 1 :])
+    return text[start : start + 1 + end.start()] if end else text[start:]
 
 
 # ============================================================================================================
@@ -595,7 +734,9 @@ async def test_a_nul_character_in_any_string_is_400_naming_it(world, op):
         error = envelope(answer, 400)
         expected = param_of(path if kind == "value" else (*path[:-1], new))
         # A discriminator or enum with a NUL names the object it selects; every other string names itself.
-        if error["param"] != expected and not (path[-1] in ("type", "role", "vendor") and expected.startswith(error["param"] or "")):
+        if error["param"] != expected and not (
+            path[-1] in ("type", "role", "vendor") and expected.startswith(error["param"] or "")
+        ):
             wrong.append((expected, error))
         assert len(world.vllm.requests) == calls, f"a body with a NUL in {expected} reached the provider"
         assert_unchanged(before, snapshot(world.dsn), f"{op.operation_id} NUL in {expected}")
@@ -624,8 +765,13 @@ async def test_raw_control_bytes_invalid_utf8_and_lone_surrogates_are_400(world,
     encoded = text.encode()
     cut = len(text[:inside].encode())
     for label, (insert, code) in cases.items():
-        answer = await ask(world.client, op.method, world.path(op), data=encoded[:cut] + insert + encoded[cut:],
-                           headers={**world.credentials(op), "Content-Type": "application/json"})
+        answer = await ask(
+            world.client,
+            op.method,
+            world.path(op),
+            data=encoded[:cut] + insert + encoded[cut:],
+            headers={**world.credentials(op), "Content-Type": "application/json"},
+        )
         error = envelope(answer, 400)
         if code is not None:
             assert error["code"] == code, (label, error)
@@ -634,19 +780,31 @@ async def test_raw_control_bytes_invalid_utf8_and_lone_surrogates_are_400(world,
 
 
 @pytest.mark.parametrize("number", ["1e400", "-1E+999", "1" + "0" * 400 + ".5", "1" + "0" * 5000])
-@pytest.mark.parametrize("op_id,template", [
-    ("updateUserSettings", '{"preferences": {"k": %s}}'),
-    ("createChatCompletion", '{"model": "vllm/jan-v1-4b", "messages": [{"role": "user", "content": "x"}], '
-                             '"tools": [{"type": "function", "function": {"name": "f", "parameters": {"default": %s}}}]}'),
-    ("createApiKey", '{"name": "n", "expires_in_days": %s}'),
-], ids=["preferences", "tool-parameters", "integer-field"])
+@pytest.mark.parametrize(
+    "op_id,template",
+    [
+        ("updateUserSettings", '{"preferences": {"k": %s}}'),
+        (
+            "createChatCompletion",
+            '{"model": "vllm/jan-v1-4b", "messages": [{"role": "user", "content": "x"}], '
+            '"tools": [{"type": "function", "function": {"name": "f", "parameters": {"default": %s}}}]}',
+        ),
+        ("createApiKey", '{"name": "n", "expires_in_days": %s}'),
+    ],
+    ids=["preferences", "tool-parameters", "integer-field"],
+)
 async def test_numbers_no_float_can_hold_are_400(world, op_id, template, number):
     """Free-form values (preferences are stored, tool schemas forwarded) get no model's number check:
     1e400 became Infinity, which jsonb refuses (a 500) and JSON cannot carry upstream."""
     op = OPERATIONS[op_id]
     before, calls = snapshot(world.dsn), len(world.vllm.requests)
-    answer = await ask(world.client, op.method, world.path(op), data=(template % number).encode(),
-                       headers={**world.credentials(op), "Content-Type": "application/json"})
+    answer = await ask(
+        world.client,
+        op.method,
+        world.path(op),
+        data=(template % number).encode(),
+        headers={**world.credentials(op), "Content-Type": "application/json"},
+    )
     error = envelope(answer, 400)
     assert error["param"] in ("body", "expires_in_days"), error
     assert len(world.vllm.requests) == calls
@@ -660,11 +818,12 @@ async def test_numbers_no_float_can_hold_are_400(world, op_id, template, number)
 async def test_a_paired_surrogate_escape_is_text_and_stored_verbatim(world):
     """The other side of the lone-surrogate refusal: an escaped pair is one character, and is kept."""
     data = b'{"title": "smile \\ud83d\\ude00", "metadata": {"\\ud83d\\ude00": "\\ud83d\\ude00"}}'
-    created = await ask(world.client, "POST", "/v1/conversations", data=data,
-                        headers={**world.user, "Content-Type": "application/json"})
+    created = await ask(
+        world.client, "POST", "/v1/conversations", data=data, headers={**world.user, "Content-Type": "application/json"}
+    )
     assert created.status == 200, created
     fetched = await expect(world, "GET", f"/v1/conversations/{created.json()['id']}", 200)
-    assert fetched["title"] == "smile \U0001F600" and fetched["metadata"] == {"\U0001F600": "\U0001F600"}
+    assert fetched["title"] == "smile \U0001f600" and fetched["metadata"] == {"\U0001f600": "\U0001f600"}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
@@ -673,12 +832,21 @@ async def test_a_provider_answer_with_nul_is_answered_and_stored(world, stream):
     stream); the client gets the answer, and the stored item holds U+FFFD in its place."""
     conversation = await expect(world, "POST", "/v1/conversations", 200, {"title": "nul answer"})
     world.vllm.reply("before\u0000after")
-    answer = await ask(world.client, "POST", "/v1/chat/completions", headers=world.user, json_body={
-        "model": VLLM_MODEL, "conversation": conversation["id"], "stream": stream,
-        "messages": [{"role": "user", "content": "say something odd"}]})
+    answer = await ask(
+        world.client,
+        "POST",
+        "/v1/chat/completions",
+        headers=world.user,
+        json_body={
+            "model": VLLM_MODEL,
+            "conversation": conversation["id"],
+            "stream": stream,
+            "messages": [{"role": "user", "content": "say something odd"}],
+        },
+    )
     assert answer.status == 200, answer
     if stream:
-        events = [line[len(b"data: "):] for line in answer.body.split(b"\n") if line.startswith(b"data: ")]
+        events = [line[len(b"data: ") :] for line in answer.body.split(b"\n") if line.startswith(b"data: ")]
         assert events[-1] == b"[DONE]", answer
         chunks = [json.loads(event) for event in events[:-1]]
         assert not [c for c in chunks if "error" in c], answer
@@ -745,8 +913,9 @@ async def observed(world: World, op, answer: Answer, upstream_from: int) -> set[
         gets = ["/v1/users/me/settings"]
     seen_gets: set[str] = set()
     for path in gets:
-        got = await ask(world.client, "GET", path, headers=world.credentials(OPERATIONS["listProviders"])
-                        if "/admin/" in path else world.user)
+        got = await ask(
+            world.client, "GET", path, headers=world.credentials(OPERATIONS["listProviders"]) if "/admin/" in path else world.user
+        )
         assert got.status == 200, (path, got)
         seen_gets |= all_strings(got.json())
     for request in world.vllm.requests[upstream_from:]:
@@ -762,7 +931,7 @@ async def test_sql_metacharacters_in_any_string_are_stored_verbatim_or_refused(w
     for payload in SQL_PAYLOADS + TIGHT_PAYLOADS:
         for path, kind in string_leaves(body):
             nonce = secrets.token_hex(3)
-            hostile, value = mutated(body, path, kind, lambda text: f"{text[:40]}{nonce}{payload}")
+            hostile, value = mutated(body, path, kind, lambda text, nonce=nonce, payload=payload: f"{text[:40]}{nonce}{payload}")
             if op.operation_id in ("createProject", "updateProject"):
                 hostile["name"] = hostile["name"] + secrets.token_hex(3) if path != ("name",) else hostile["name"]
             if op.operation_id == "createProvider" and path != ("name",):
@@ -816,7 +985,12 @@ async def test_like_wildcards_match_only_themselves(world):
     assert error["param"] == "name"
     # Model ids: only the model itself.
     for model_id in ("jan-v1-4%", "jan_v1_4b", "%", "_", "vllm%2Fjan-v1-4_"):
-        error = envelope(await raw_http(world.port, "GET", f"/v1/models/{model_id}".encode(), world.credential_lines(OPERATIONS["retrieveModel"])), 404)
+        error = envelope(
+            await raw_http(
+                world.port, "GET", f"/v1/models/{model_id}".encode(), world.credential_lines(OPERATIONS["retrieveModel"])
+            ),
+            404,
+        )
         assert error["code"] == "model_not_found", (model_id, error)
     assert (await ask(world.client, "GET", "/v1/models/jan-v1-4b", headers=world.user)).status == 200
 
@@ -831,9 +1005,13 @@ async def test_sql_metacharacters_in_path_ids_are_400_or_404(world, op):
     for name in op.path_params:
         for payload in id_payloads():
             encoded = _quote(payload)
-            answer = await raw_http(world.port, op.method, world.path(op, **{name: encoded}).encode(),
-                                    [*world.credential_lines(op), *_json_body_lines(op, world)[0]],
-                                    _json_body_lines(op, world)[1])
+            answer = await raw_http(
+                world.port,
+                op.method,
+                world.path(op, **{name: encoded}).encode(),
+                [*world.credential_lines(op), *_json_body_lines(op, world)[0]],
+                _json_body_lines(op, world)[1],
+            )
             error = envelope(answer, 400, 404)
             assert error["param"] in (name, None) or error["code"] == "unknown_url", (name, payload, error)
     assert_unchanged(before, snapshot(world.dsn), op.operation_id)
@@ -883,10 +1061,30 @@ async def test_sql_metacharacters_in_query_parameters_are_refused_or_match_nothi
 # ============================================================================================================
 
 TRAVERSALS = [
-    "../", "..", ".", "..%2F", "%2e%2e", "%2E%2E%2F", "%2e%2e%2f%2e%2e%2fetc%2fpasswd", "..%2F..%2F..%2Fetc%2Fpasswd",
-    "..%5C..%5Cwindows", "%252e%252e%252f", "..%252f", "....//", "..;/", "%c0%ae%c0%ae%c0%af", "%00", "conv_a%00",
-    "%2F", "%2F%2F", "a%2Fb", "%5C", "conv_abc%2F..%2F..%2F..%2Fauth%2Fapi-keys", "../../../../etc/passwd",
-    "x" * 5000, "conv_" + "a" * 100_000,
+    "../",
+    "..",
+    ".",
+    "..%2F",
+    "%2e%2e",
+    "%2E%2E%2F",
+    "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "..%2F..%2F..%2Fetc%2Fpasswd",
+    "..%5C..%5Cwindows",
+    "%252e%252e%252f",
+    "..%252f",
+    "....//",
+    "..;/",
+    "%c0%ae%c0%ae%c0%af",
+    "%00",
+    "conv_a%00",
+    "%2F",
+    "%2F%2F",
+    "a%2Fb",
+    "%5C",
+    "conv_abc%2F..%2F..%2F..%2Fauth%2Fapi-keys",
+    "../../../../etc/passwd",
+    "x" * 5000,
+    "conv_" + "a" * 100_000,
 ]
 
 
@@ -937,10 +1135,12 @@ async def test_a_hostile_request_id_is_refused_and_never_echoed(world, case):
 
 async def _check_request_id(world: World, op, case: str, value: bytes) -> None:
     before = snapshot(world.dsn)
-    body_lines, body = (([b"Content-Type: application/json"], json.dumps({"title": "rid"}).encode())
-                        if op.body_model else ([], None))
-    answer = await raw_http(world.port, op.method, op.path.encode(),
-                            [*world.credential_lines(op), *body_lines, b"X-Request-Id: " + value], body)
+    body_lines, body = (
+        ([b"Content-Type: application/json"], json.dumps({"title": "rid"}).encode()) if op.body_model else ([], None)
+    )
+    answer = await raw_http(
+        world.port, op.method, op.path.encode(), [*world.credential_lines(op), *body_lines, b"X-Request-Id: " + value], body
+    )
     assert "x-injected" not in answer.header_names, answer.raw_head
     if case == "crlf-injected-header":
         # No injection: the line break ended the header; "abc" is a fine id, echoed as such.
@@ -968,19 +1168,24 @@ async def test_a_well_formed_request_id_is_echoed(world):
 # Stored headers: the identity a gateway asserts
 # ============================================================================================================
 
+
 async def test_gateway_identity_headers_are_stored_verbatim_or_refused(aiohttp_client, dsn, vllm):
     world = await make_world(aiohttp_client, dsn, vllm, GATEWAY_SHARED_SECRET=GATEWAY_SECRET)
     for payload in SQL_PAYLOADS + TIGHT_PAYLOADS:
         subject = f"sub-{secrets.token_hex(3)}-{payload}"
-        headers = {"X-Gateway-Secret": GATEWAY_SECRET, "X-User-Subject": subject, "X-User-Issuer": f"iss {payload}",
-                   "X-User-Email": payload, "X-User-Username": payload}
+        headers = {
+            "X-Gateway-Secret": GATEWAY_SECRET,
+            "X-User-Subject": subject,
+            "X-User-Issuer": f"iss {payload}",
+            "X-User-Email": payload,
+            "X-User-Username": payload,
+        }
         answer = await ask(world.client, "GET", "/auth/me", headers=headers)
         assert answer.status == 200, answer
         me = answer.json()
         assert (me["subject"], me["issuer"], me["email"], me["username"]) == (subject, f"iss {payload}", payload, payload)
     # Users are keyed by (issuer, subject): a key too long for PostgreSQL's index is refused, not a 503.
-    for subject, issuer in ((secrets.token_hex(2000), None), ("sub", secrets.token_hex(2000)),
-                            ("\u00e9" * 600, None)):
+    for subject, issuer in ((secrets.token_hex(2000), None), ("sub", secrets.token_hex(2000)), ("\u00e9" * 600, None)):
         before = snapshot(world.dsn)
         headers = {"X-Gateway-Secret": GATEWAY_SECRET, "X-User-Subject": subject, **({"X-User-Issuer": issuer} if issuer else {})}
         error = envelope(await ask(world.client, "GET", "/auth/me", headers=headers), 401)

@@ -32,12 +32,21 @@ class Client:
         self.base = base
         self.request_ids: list[str] = []
 
-    async def call(self, method: str, path: str, status: int | tuple[int, ...], *, headers: dict | None = None,
-                   json_body=None, raw: bool = False):
+    async def call(
+        self,
+        method: str,
+        path: str,
+        status: int | tuple[int, ...],
+        *,
+        headers: dict | None = None,
+        json_body=None,
+        raw: bool = False,
+    ):
         request_id = f"req-{len(self.request_ids)}-{secrets.token_hex(4)}"
         self.request_ids.append(request_id)
-        async with self.session.request(method, self.base + path, json=json_body,
-                                        headers={**(headers or {}), "X-Request-Id": request_id}) as response:
+        async with self.session.request(
+            method, self.base + path, json=json_body, headers={**(headers or {}), "X-Request-Id": request_id}
+        ) as response:
             body = await response.read()
             expected = (status,) if isinstance(status, int) else status
             assert response.status in expected, (method, path, response.status, body[:500])
@@ -57,11 +66,17 @@ def near_miss(secret: str) -> str:
 
 def forged_jwt() -> str:
     """A well-formed RS256 JWT signed by no key the service knows."""
+
     def part(data: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-    return ".".join([part({"alg": "RS256", "typ": "JWT", "kid": "forged"}),
-                     part({"sub": "forged-subject-" + secrets.token_hex(8), "iss": "llm-api", "exp": int(time.time()) + 600}),
-                     base64.urlsafe_b64encode(secrets.token_bytes(256)).rstrip(b"=").decode()])
+
+    return ".".join(
+        [
+            part({"alg": "RS256", "typ": "JWT", "kid": "forged"}),
+            part({"sub": "forged-subject-" + secrets.token_hex(8), "iss": "llm-api", "exp": int(time.time()) + 600}),
+            base64.urlsafe_b64encode(secrets.token_bytes(256)).rstrip(b"=").decode(),
+        ]
+    )
 
 
 def fragments(secret: str) -> list[str]:
@@ -95,8 +110,14 @@ async def test_no_secret_and_nothing_said_reaches_the_logs(make_database, vllm, 
     wrong_provider_key = "wrong-provider-key-" + secrets.token_urlsafe(24)
     secret = dict(secrets_of_the_run)  # name -> value: everything that must not be printed
 
-    async with serving(make_database(), LOG_FORMAT="json", LOG_LEVEL=level, VLLM_BASE_URL=f"{vllm.base_url}/v1",
-                       UPSTREAM_RETRIES="0", **secrets_of_the_run) as service:
+    async with serving(
+        make_database(),
+        LOG_FORMAT="json",
+        LOG_LEVEL=level,
+        VLLM_BASE_URL=f"{vllm.base_url}/v1",
+        UPSTREAM_RETRIES="0",
+        **secrets_of_the_run,
+    ) as service:
         async with aiohttp.ClientSession() as session:
             c = Client(session, service.base)
             admin = bearer(secrets_of_the_run["ADMIN_API_KEY"])
@@ -117,17 +138,32 @@ async def test_no_secret_and_nothing_said_reaches_the_logs(make_database, vllm, 
 
             # The administrator: with the bootstrap key; a provider with a key of its own, and one with a bad key.
             await c.call("GET", "/v1/admin/providers", 200, headers=admin)
-            created = await c.call("POST", "/v1/admin/providers", 201, headers=admin, json_body={
-                "name": "second-vllm", "vendor": "vllm", "base_url": f"{vllm.base_url}/v1", "api_key": admin_provider_key,
-                "models": ["other-model"]})
+            created = await c.call(
+                "POST",
+                "/v1/admin/providers",
+                201,
+                headers=admin,
+                json_body={
+                    "name": "second-vllm",
+                    "vendor": "vllm",
+                    "base_url": f"{vllm.base_url}/v1",
+                    "api_key": admin_provider_key,
+                    "models": ["other-model"],
+                },
+            )
             secret["admin_provider_key"] = admin_provider_key
-            await c.call("PATCH", f"/v1/admin/providers/{created['id']}", 200, headers=admin,
-                         json_body={"api_key": wrong_provider_key})
+            await c.call(
+                "PATCH", f"/v1/admin/providers/{created['id']}", 200, headers=admin, json_body={"api_key": wrong_provider_key}
+            )
             secret["wrong_provider_key"] = wrong_provider_key
 
             # A gateway-asserted identity.
-            gateway = {"X-Gateway-Secret": secrets_of_the_run["GATEWAY_SHARED_SECRET"], "X-User-Subject": "kong-user-1",
-                       "X-User-Email": "kong@example.com", "X-User-Roles": "member"}
+            gateway = {
+                "X-Gateway-Secret": secrets_of_the_run["GATEWAY_SHARED_SECRET"],
+                "X-User-Subject": "kong-user-1",
+                "X-User-Email": "kong@example.com",
+                "X-User-Roles": "member",
+            }
             await c.call("GET", "/auth/me", 200, headers=gateway)
 
             # Chats that are kept in a conversation, plain and streamed, through the provider that needs its key.
@@ -136,17 +172,36 @@ async def test_no_secret_and_nothing_said_reaches_the_logs(make_database, vllm, 
             chat = {"model": MODEL, "conversation": conversation["id"], "messages": [{"role": "user", "content": said}]}
             await c.call("POST", "/v1/chat/completions", 200, headers=user, json_body=chat)
             vllm.reply(answered)
-            await c.call("POST", "/v1/chat/completions", 200, headers={"X-API-Key": key["key"]}, raw=True,
-                         json_body={**chat, "stream": True})
+            await c.call(
+                "POST",
+                "/v1/chat/completions",
+                200,
+                headers={"X-API-Key": key["key"]},
+                raw=True,
+                json_body={**chat, "stream": True},
+            )
             assert vllm.requests[-1]["headers"]["authorization"] == f"Bearer {vllm.api_key}"
             await c.call("GET", f"/v1/conversations/{conversation['id']}/items", 200, headers=user)
             # The provider with the wrong key refuses it: a 502 that names no key.
-            await c.call("POST", "/v1/chat/completions", 502, headers=user,
-                         json_body={"model": "vllm/other-model", "messages": [{"role": "user", "content": said}]})
+            await c.call(
+                "POST",
+                "/v1/chat/completions",
+                502,
+                headers=user,
+                json_body={"model": "vllm/other-model", "messages": [{"role": "user", "content": said}]},
+            )
             # A provider whose refusal repeats the key it was sent (as LiteLLM's proxy does): the key is
             # in neither the log nor the answer to the client.
-            vllm.fail(401, {"error": {"message": "Authentication Error, Invalid proxy server token passed. "
-                                                 f"Received API Key = {vllm.api_key}", "type": "auth_error", "code": "401"}})
+            vllm.fail(
+                401,
+                {
+                    "error": {
+                        "message": f"Authentication Error, Invalid proxy server token passed. Received API Key = {vllm.api_key}",
+                        "type": "auth_error",
+                        "code": "401",
+                    }
+                },
+            )
             echoed = await c.call("POST", "/v1/chat/completions", 502, headers=user, json_body=chat)
             assert vllm.api_key not in json.dumps(echoed), echoed
             # A provider failing with a 500 and one answering garbage: logged as errors, without what was said.
@@ -180,8 +235,9 @@ async def test_no_secret_and_nothing_said_reaches_the_logs(make_database, vllm, 
             await c.call("POST", "/auth/refresh-token", 401, json_body={"refresh_token": attempts["wrong_refresh_token"]})
             # A credential where none belongs: in a query string, and in a body field that is refused.
             await c.call("GET", f"/v1/models?api_key={key['key']}", 400, headers=user)
-            await c.call("POST", "/auth/refresh-token", 400, json_body={"refresh_token": login["refresh_token"],
-                                                                        "api_key": key["key"]})
+            await c.call(
+                "POST", "/auth/refresh-token", 400, json_body={"refresh_token": login["refresh_token"], "api_key": key["key"]}
+            )
             # A spent refresh token replayed (which revokes the login), then logout with the live one.
             await c.call("POST", "/auth/refresh-token", 401, json_body={"refresh_token": login["refresh_token"]})
             await c.call("POST", "/auth/logout", (200, 401), json_body={"refresh_token": refreshed["refresh_token"]})

@@ -25,9 +25,9 @@ from llm_api.app import create_app
 from llm_api.app_keys import METRICS
 from llm_api.observability.metrics import Metrics, mark_worker_dead
 from tests.chat.conftest import guest_token
-from tests.fakes.loopback import running
 from tests.chat.faults_support import MESSAGES, VLLM_MODEL, chat, serve_pair, stream_of, two_vllms
 from tests.conftest import test_settings
+from tests.fakes.loopback import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -59,8 +59,11 @@ async def serve_vllm(serve, vllm: FakeOpenAIUpstream, **env) -> tuple[TestServer
 
 def parse(text: str) -> Samples:
     """Every sample of a scrape, by name and labels."""
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -95,11 +98,14 @@ def active_streams(samples: Samples) -> float:
 
 async def open_stream(server: TestServer, token: str, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
     """A streamed chat, read up to its first chunk of content."""
-    response = await session.post(server.make_url(CHAT), headers={"Authorization": f"Bearer {token}"},
-                                  json={"model": VLLM_MODEL, "messages": MESSAGES, "stream": True})
+    response = await session.post(
+        server.make_url(CHAT),
+        headers={"Authorization": f"Bearer {token}"},
+        json={"model": VLLM_MODEL, "messages": MESSAGES, "stream": True},
+    )
     assert response.status == 200, await response.text()
     async for line in response.content:
-        if line.startswith(b"data: ") and json.loads(line[len(b"data: "):])["choices"][0]["delta"].get("content"):
+        if line.startswith(b"data: ") and json.loads(line[len(b"data: ") :])["choices"][0]["delta"].get("content"):
             return response
     raise AssertionError("the stream ended before its first content")
 
@@ -132,8 +138,13 @@ async def test_metrics_after_a_few_requests_show_every_family(serve, tmp_path):
             response = await open_stream(server, token, http)
             assert active_streams(await scrape(server)) == 1
             await response.read()
-        samples = await eventually(server, lambda samples: active_streams(samples) == 0 and value(
-            samples, "llm_api_http_requests_total", method="POST", route=CHAT, status="200") == 3)
+        samples = await eventually(
+            server,
+            lambda samples: (
+                active_streams(samples) == 0
+                and value(samples, "llm_api_http_requests_total", method="POST", route=CHAT, status="200") == 3
+            ),
+        )
 
     requests = "llm_api_http_requests_total"
     assert value(samples, requests, method="GET", route="/v1/healthz", status="200") == 1
@@ -238,25 +249,34 @@ async def test_active_streams_go_back_down_when_the_client_leaves_midstream(serv
         assert active_streams(await scrape(server)) == 1
         response.close()  # drops the connection
     await asyncio.wait_for(vllm.disconnected.wait(), 2.0)  # the provider's connection follows
-    samples = await eventually(server, lambda samples: active_streams(samples) == 0 and value(
-        samples, "llm_api_http_requests_total", method="POST", route=CHAT, status="499") == 1)
+    samples = await eventually(
+        server,
+        lambda samples: (
+            active_streams(samples) == 0
+            and value(samples, "llm_api_http_requests_total", method="POST", route=CHAT, status="499") == 1
+        ),
+    )
     # What the provider had said is counted, a client leaving is not the provider failing.
     assert value(samples, "llm_api_time_to_first_token_seconds_count", model=PUBLIC_ID, provider="vllm") == 1
     assert not labelled(samples, "llm_api_upstream_errors_total")
 
 
-@pytest.mark.parametrize("fault,reason", [
-    (lambda vllm: vllm.stream_error(after_chunks=2), "stream_broken"),  # an error event mid-answer
-    (lambda vllm: vllm.cut(after_chunks=2), "stream_broken"),           # the connection dies mid-answer
-    (lambda vllm: vllm.garbage(), "bad_response"),                      # an event that is not JSON
-])
+@pytest.mark.parametrize(
+    "fault,reason",
+    [
+        (lambda vllm: vllm.stream_error(after_chunks=2), "stream_broken"),  # an error event mid-answer
+        (lambda vllm: vllm.cut(after_chunks=2), "stream_broken"),  # the connection dies mid-answer
+        (lambda vllm: vllm.garbage(), "bad_response"),  # an event that is not JSON
+    ],
+)
 async def test_active_streams_go_back_down_when_the_provider_fails_midstream(serve, vllm, fault, reason):
     server, token = await serve_vllm(serve, vllm)
     fault(vllm)
     stream = stream_of(await chat(server, token, VLLM_MODEL, stream=True))
     assert stream.error is not None
-    samples = await eventually(server, lambda samples: value(
-        samples, "llm_api_http_requests_total", method="POST", route=CHAT, status="200") == 1)
+    samples = await eventually(
+        server, lambda samples: value(samples, "llm_api_http_requests_total", method="POST", route=CHAT, status="200") == 1
+    )
     assert active_streams(samples) == 0
     assert value(samples, "llm_api_upstream_errors_total", provider="vllm", reason=reason) == 1
     assert len(labelled(samples, "llm_api_upstream_errors_total")) == 1
@@ -276,15 +296,18 @@ async def test_a_stream_that_fails_before_its_first_chunk_was_never_active(serve
 # ---------------------------------------------------------------- upstream errors
 
 
-@pytest.mark.parametrize("fault,status,reason", [
-    (lambda vllm: vllm.fail(500), 502, "status_5xx"),
-    (lambda vllm: vllm.fail(503), 502, "status_5xx"),                    # unavailable, nobody else to try
-    (lambda vllm: vllm.fail(429), 429, "status_4xx"),
-    (lambda vllm: vllm.fail(400), 400, "status_4xx"),
-    (lambda vllm: vllm.garbage(), 502, "bad_response"),
-    (lambda vllm: vllm.refuse_connections(), 502, "connect"),
-    (lambda vllm: vllm.delay(3), 504, "timeout"),
-])
+@pytest.mark.parametrize(
+    "fault,status,reason",
+    [
+        (lambda vllm: vllm.fail(500), 502, "status_5xx"),
+        (lambda vllm: vllm.fail(503), 502, "status_5xx"),  # unavailable, nobody else to try
+        (lambda vllm: vllm.fail(429), 429, "status_4xx"),
+        (lambda vllm: vllm.fail(400), 400, "status_4xx"),
+        (lambda vllm: vllm.garbage(), 502, "bad_response"),
+        (lambda vllm: vllm.refuse_connections(), 502, "connect"),
+        (lambda vllm: vllm.delay(3), 504, "timeout"),
+    ],
+)
 async def test_failed_provider_calls_are_counted_by_reason(serve, vllm, fault, status, reason):
     server, token = await serve_vllm(serve, vllm, UPSTREAM_TIMEOUT="0.3")
     fault(vllm)
@@ -332,8 +355,14 @@ sys.stdout.write(Metrics(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])).expositio
 
 
 def run(code: str, directory: Path) -> str:
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -345,8 +374,7 @@ def test_several_worker_processes_are_added_up_on_each_scrape(tmp_path):
     samples = parse(run(SCRAPE, tmp_path))
     assert value(samples, "llm_api_http_requests_total", method="GET", route="/v1/healthz", status="200") == 2
     assert value(samples, "llm_api_http_request_duration_seconds_count", method="GET", route="/v1/healthz") == 2
-    assert value(samples, "llm_api_http_request_duration_seconds_bucket", method="GET", route="/v1/healthz",
-                 le="0.025") == 2
+    assert value(samples, "llm_api_http_request_duration_seconds_bucket", method="GET", route="/v1/healthz", le="0.025") == 2
     assert value(samples, "llm_api_tokens_total", model=PUBLIC_ID, provider="vllm", direction="in") == 20
     assert value(samples, "llm_api_tokens_total", model=PUBLIC_ID, provider="vllm", direction="out") == 4
     assert value(samples, "llm_api_time_to_first_token_seconds_count", model=PUBLIC_ID, provider="vllm") == 2
@@ -375,6 +403,14 @@ def test_each_app_has_its_own_registry():
     first, second = create_app(settings), create_app(settings)
     first[METRICS].observe_request("GET", "/v1/healthz", 200, 0.01)
     assert first[METRICS].registry is not second[METRICS].registry
-    assert value(parse(first[METRICS].exposition().decode()), "llm_api_http_requests_total",
-                 method="GET", route="/v1/healthz", status="200") == 1
+    assert (
+        value(
+            parse(first[METRICS].exposition().decode()),
+            "llm_api_http_requests_total",
+            method="GET",
+            route="/v1/healthz",
+            status="200",
+        )
+        == 1
+    )
     assert not labelled(parse(second[METRICS].exposition().decode()), "llm_api_http_requests_total")
