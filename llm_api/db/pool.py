@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,8 @@ from llm_api.db.sql import Query
 from llm_api.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
+# How long closing waits for connections in use (a request's statement under way) to come back.
+_CLOSE_GRACE = 5.0
 
 # A connection that died (server restart, network cut, idle timeout) or a pool that could not
 # hand one out in time. Anything else (a constraint violation, a syntax error) is a real error.
@@ -51,8 +54,20 @@ class Database:
         return cls(pool)
 
     async def close(self) -> None:
+        """Close every connection, waiting up to ``_CLOSE_GRACE`` for those in use to come back.
+
+        aiopg's ``wait_closed`` waits until every connection it counts as in use is released, and an
+        acquire cancelled at the wrong moment is never released: shutdown (a worker's SIGTERM, a test's
+        teardown) then waited forever, with nothing running. After the grace the rest are closed.
+        """
         self._pool.close()
-        await self._pool.wait_closed()
+        try:
+            await asyncio.wait_for(self._pool.wait_closed(), _CLOSE_GRACE)
+        except TimeoutError:
+            log.warning("database connections still in use %.0f s after closing began: closing them now", _CLOSE_GRACE)
+            self._pool.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pool.wait_closed(), _CLOSE_GRACE)
 
     async def fetch_one(self, query: Query, **values: Any) -> dict[str, Any] | None:
         """The first row, or None. Idempotent: retried once if the connection dropped."""

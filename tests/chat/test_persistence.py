@@ -76,7 +76,7 @@ def assistant_item(*parts: dict, status: str = "completed") -> dict:
 
 
 def output_text(text: str) -> dict:
-    return {"type": "output_text", "text": text, "annotations": []}
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
 async def answer(caller: Caller, body: dict, *, streamed: bool) -> dict:
