@@ -187,9 +187,7 @@ class Chat:
                     await rest.aclose()  # the provider's connection, before anything is stored
                 if left is not None:
                     span.set_attribute("llm_api.client_disconnected", True)
-                    await self._finished(chat, route, relay, span, failure=None, complete=False)
-                else:
-                    end = await self._finished(chat, route, relay, span, failure=failure, complete=failure is None)
+                end = await self._finished(chat, route, relay, span, failure=failure, complete=failure is None and left is None)
         if left is not None:
             raise left
         yield end
